@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_DATASETS_OFFLINE ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run test lint format clean
+.PHONY: setup run report test lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,9 @@ setup: $(STAMP)
 
 run: setup
 	$(BIN)/snakemake --cores $(CORES)
+
+report: setup
+	$(BIN)/snakemake --report results/report.html
 
 lint: setup
 	$(BIN)/snakemake --lint

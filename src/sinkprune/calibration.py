@@ -1,0 +1,180 @@
+"""Calibration windows and the forward (noising) process (method.md §2).
+
+Artifact: `results/{model}/calibration/samples.parquet` with one row per window
+(`sample_id` int32, `token_ids` list<int32>), written and read only through this module.
+
+The noising is deterministic: the mask of sample `s` at step `k` comes from a generator seeded
+by (seed, s, k), so every stage that needs x_t (attention mass, sink-aware pruning) regenerates
+the same noised inputs by calling `noised_batch` with the same `NoiseSpec`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+log = logging.getLogger(__name__)
+
+SAMPLES_SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.int32(), nullable=False),
+        pa.field("token_ids", pa.list_(pa.int32()), nullable=False),
+    ]
+)
+
+
+# ----------------------------------------------------------------- windows ---
+def read_documents(path: str | Path) -> list[str]:
+    """Documents of a corpus split file: blocks of text separated by one or more blank lines."""
+    text = Path(path).read_text(encoding="utf-8")
+    docs = [d.strip() for d in re.split(r"\n\s*\n", text)]
+    docs = [d for d in docs if d]
+    if not docs:
+        raise ValueError(f"{path}: corpus split is empty (expected UTF-8 text documents)")
+    return docs
+
+
+def tokenize_corpus(text_path: str | Path, tokenizer_dir: str | Path) -> np.ndarray:
+    """Token ids of the split's documents joined with single spaces (method.md §2), no specials."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    joined = " ".join(read_documents(text_path))
+    ids = tok(joined, add_special_tokens=False)["input_ids"]
+    return np.asarray(ids, dtype=np.int64)
+
+
+def sample_windows(ids: np.ndarray, nsamples: int, seqlen: int, seed: int) -> np.ndarray:
+    """`nsamples` windows of `seqlen` tokens with uniform random starts (release's Wanda loader).
+
+    Start i ~ U{0, ..., len − seqlen − 1} from `random.Random(seed)`; windows may overlap.
+    """
+    n = len(ids)
+    if n < seqlen + 1:
+        raise ValueError(
+            f"calibration.seqlen={seqlen}: the tokenised train split has only {n} tokens "
+            f"(need at least seqlen + 1)"
+        )
+    rng = random.Random(seed)
+    starts = [rng.randint(0, n - seqlen - 1) for _ in range(nsamples)]
+    return np.stack([ids[i : i + seqlen] for i in starts]).astype(np.int32)
+
+
+def write_samples(windows: np.ndarray, path: str | Path) -> None:
+    table = pa.table(
+        {
+            "sample_id": pa.array(np.arange(len(windows), dtype=np.int32)),
+            "token_ids": pa.array([w.tolist() for w in windows], type=pa.list_(pa.int32())),
+        },
+        schema=SAMPLES_SCHEMA,
+    )
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
+def load_samples(path: str | Path) -> tuple[np.ndarray, torch.Tensor]:
+    """(sample_ids (N,), token_ids LongTensor (N, T)) from a samples.parquet."""
+    table = pq.read_table(path, schema=SAMPLES_SCHEMA)
+    ids = table.column("sample_id").to_numpy()
+    lists = table.column("token_ids").combine_chunks()
+    lengths = set(lists.value_lengths().to_numpy().tolist())
+    if len(lengths) != 1:
+        raise ValueError(f"{path}: windows have different lengths {sorted(lengths)}")
+    tokens = lists.flatten().to_numpy().astype(np.int64).reshape(len(ids), lengths.pop())
+    return ids, torch.from_numpy(tokens)
+
+
+def build_calibration(
+    text_path: str | Path,
+    model_dir: str | Path,
+    out_path: str | Path,
+    nsamples: int,
+    seqlen: int,
+    seed: int,
+) -> np.ndarray:
+    """Stage `calibration`: tokenise the train split with the model's tokenizer, draw windows."""
+    ids = tokenize_corpus(text_path, model_dir)
+    log.info("%s: %d tokens with the tokenizer of %s", text_path, len(ids), model_dir)
+    windows = sample_windows(ids, nsamples, seqlen, seed)
+    write_samples(windows, out_path)
+    log.info("wrote %d windows of %d tokens to %s", nsamples, seqlen, out_path)
+    return windows
+
+
+# ------------------------------------------------------------------- noise ---
+def mask_probability(t: float, eps: float) -> float:
+    """p(t) = (1 − ε)·t + ε (method.md §2); p(1) = 1."""
+    return (1.0 - eps) * t + eps
+
+
+def noise(
+    input_ids: torch.Tensor,
+    t: float,
+    eps: float,
+    mask_id: int,
+    generator: torch.Generator | None = None,
+    keep_ends: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_t and the boolean mask: each position independently becomes `mask_id` with prob. p(t).
+
+    `keep_ends` never masks the first and last position (Dream, method.md §2). At t = 1 every
+    (other) position is masked because uniform draws lie in [0, 1).
+    """
+    p = mask_probability(t, eps)
+    u = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+    masked = u < p
+    if keep_ends:
+        masked[..., 0] = False
+        masked[..., -1] = False
+    return input_ids.masked_fill(masked, mask_id), masked
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """Everything that fixes x_t: mask probability floor, mask id, seed, Dream's kept ends."""
+
+    eps: float
+    mask_id: int
+    seed: int = 0
+    keep_ends: bool = False
+
+    @classmethod
+    def for_adapter(cls, adapter, eps: float, seed: int) -> NoiseSpec:
+        """The spec of a loaded model: its mask id; first/last kept for the dream family."""
+        return cls(eps, adapter.mask_token_id, seed, getattr(adapter, "family", "") == "dream")
+
+
+def noise_generator(seed: int, sample_id: int, step: int) -> torch.Generator:
+    """CPU generator seeded by (seed, sample, step) through numpy's SeedSequence (no collisions)."""
+    state = np.random.SeedSequence([int(seed), int(sample_id), int(step)]).generate_state(2)
+    g = torch.Generator()
+    g.manual_seed(int(state[0]) << 32 | int(state[1]))
+    return g
+
+
+def noised_batch(
+    sample_ids, token_ids: torch.Tensor, step: int, t: float, spec: NoiseSpec
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noised inputs of calibration samples at one (step, t) of the grid — the shared x_t.
+
+    Row r of `token_ids` (B, T) is noised with `noise_generator(spec.seed, sample_ids[r], step)`,
+    so the result depends only on (sample, step, t, spec), not on batching or device. Attention
+    mass (`sinkprune.attention`) and sink-aware pruning call this with the same spec
+    (`NoiseSpec(eps=diffusion.eps, mask_id, seed=calibration.seed, keep_ends=family == dream)`)
+    and therefore see identical x_t. Returns (x_t, masked) on `token_ids`' device.
+    """
+    rows, masks = [], []
+    for sid, ids in zip(list(sample_ids), token_ids, strict=True):
+        g = noise_generator(spec.seed, int(sid), step)
+        x, m = noise(ids.cpu(), t, spec.eps, spec.mask_id, g, spec.keep_ends)
+        rows.append(x)
+        masks.append(m)
+    return torch.stack(rows).to(token_ids.device), torch.stack(masks).to(token_ids.device)

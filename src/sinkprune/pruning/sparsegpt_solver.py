@@ -1,0 +1,122 @@
+"""The SparseGPT column solver (method.md §5, sparsegpt), shared by `sparsegpt` and `sink_sgpt`.
+
+Given a weight W (rows × d_in) and the layer Hessian H = (2/N) Σ XᵀX, prune column blocks and
+update the not-yet-processed weights with the OBS correction err ⊗ U[i, i:], U the upper Cholesky
+factor of H⁻¹. **[decision]** a failed Cholesky retries with 10× damping, at most 3 times.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from .select import lowest_k
+
+log = logging.getLogger(__name__)
+
+
+class CholeskyError(RuntimeError):
+    """H + λI stayed not positive definite after every damping retry."""
+
+
+@dataclass
+class SolverInfo:
+    """What the solver did for one linear: final damping, retries, dead inputs, OBS loss."""
+
+    damp: float
+    retries: int
+    dead_inputs: int
+    loss: float
+
+
+def inverse_cholesky(
+    H: torch.Tensor, percdamp: float, max_retries: int = 3, name: str = "linear"
+) -> tuple[torch.Tensor, float, int]:
+    """Upper Cholesky factor of (H + λI)⁻¹, λ = percdamp·mean(diag H), 10× λ per retry.
+
+    Returns (U, λ used, retries). Raises CholeskyError naming `name` when every try fails.
+    """
+    base = percdamp * torch.mean(torch.diag(H)).item()
+    eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+    for retry in range(max_retries + 1):
+        damp = base * 10.0**retry
+        L, info = torch.linalg.cholesky_ex(H + damp * eye)
+        if info.item() == 0:
+            Hinv = torch.cholesky_inverse(L)
+            U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
+            if info.item() == 0 and torch.isfinite(U).all():
+                if retry:
+                    log.warning("%s: Cholesky succeeded with damping %.3g (retry %d)", name, damp, retry)
+                return U, damp, retry
+        log.warning("%s: Cholesky failed with damping %.3g", name, damp)
+    raise CholeskyError(
+        f"{name}: the Hessian H + λI is not positive definite even with damping λ = {damp:.3g} "
+        f"({max_retries} retries at 10× pruning.sparsegpt.percdamp={percdamp}); the calibration "
+        "activations are degenerate (NaN/inf or too few samples) — check the calibration data"
+    )
+
+
+@torch.no_grad()
+def sparsegpt_solve(
+    W: torch.Tensor,
+    H: torch.Tensor,
+    sparsity: float,
+    nm: tuple[int, int] | None = None,
+    blocksize: int = 128,
+    percdamp: float = 0.01,
+    max_retries: int = 3,
+    name: str = "linear",
+) -> tuple[torch.Tensor, torch.Tensor, SolverInfo]:
+    """Prune W (any dtype) with Hessian H; returns (new W in fp32, pruned mask, SolverInfo).
+
+    Unstructured: in every block of `blocksize` columns the ⌊p·numel⌋ lowest W²/diag(U)² over all
+    rows jointly are pruned. N:M: at every m-th column, the n lowest of the next m per row.
+    """
+    W = W.detach().clone().float()
+    H = H.detach().clone().float().to(W.device)
+    rows, cols = W.shape
+    if nm is not None and (blocksize % nm[1] or cols % nm[1]):
+        raise ValueError(
+            f"{name}: N:M {nm[0]}:{nm[1]} needs pruning.sparsegpt.blocksize ({blocksize}) and the "
+            f"input dimension ({cols}) to be multiples of {nm[1]}"
+        )
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    U, damp, retries = inverse_cholesky(H, percdamp, max_retries, name)
+    del H
+
+    mask = torch.zeros_like(W, dtype=torch.bool)
+    losses = torch.zeros(rows, device=W.device)
+    for i1 in range(0, cols, blocksize):
+        i2 = min(i1 + blocksize, cols)
+        W1 = W[:, i1:i2].clone()
+        Q1 = torch.zeros_like(W1)
+        Err1 = torch.zeros_like(W1)
+        U1 = U[i1:i2, i1:i2]
+        d = torch.diag(U1)
+        if nm is None:
+            score = W1**2 / d.unsqueeze(0) ** 2
+            mask1 = lowest_k(score.reshape(-1), int(W1.numel() * sparsity), dim=0).view_as(W1)
+        else:
+            mask1 = torch.zeros_like(W1, dtype=torch.bool)
+        for i in range(i2 - i1):
+            w = W1[:, i]
+            if nm is not None and i % nm[1] == 0:
+                n, m = nm
+                score = W1[:, i : i + m] ** 2 / d[i : i + m].unsqueeze(0) ** 2
+                mask1[:, i : i + m] = lowest_k(score, n, dim=1)
+            q = w.clone()
+            q[mask1[:, i]] = 0
+            Q1[:, i] = q
+            err = (w - q) / U1[i, i]
+            losses += err**2 / 2
+            W1[:, i:] -= err.unsqueeze(1) * U1[i, i:].unsqueeze(0)
+            Err1[:, i] = err
+        W[:, i1:i2] = Q1
+        mask[:, i1:i2] = mask1
+        W[:, i2:] -= Err1 @ U[i1:i2, i2:]
+    info = SolverInfo(damp, retries, int(dead.sum().item()), float(losses.sum().item()))
+    return W, mask, info
