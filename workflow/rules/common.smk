@@ -4,6 +4,7 @@ from pathlib import Path
 
 from sinkprune import resources as res
 from sinkprune.config import parse_variant, validate_config, variants
+from sinkprune.config import SINK_METHODS, timestep_grid  # rule prune
 
 RESULTS = "results"
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -20,6 +21,14 @@ wildcard_constraints:
     variant=r"dense|[a-z_]+_(unstructured|structured|2of4|4of8)_[0-9.]+",
 
 
+# ---------------------------------------------------------------- corpus ---
+def corpus_input(wildcards):
+    """The local text file of corpus.kind 'text_file' (so edits to it rerun the corpus)."""
+    if config["corpus"]["kind"] == "text_file":
+        return [config["corpus"]["path"]]
+    return []
+
+
 # ---------------------------------------------------------------- models ---
 def model_cfg(wildcards):
     return config["models"][wildcards.model]
@@ -32,8 +41,110 @@ def model_dir(wildcards):
     return f"resources/models/{wildcards.model}"
 
 
+def train_spec(wildcards):
+    """What train_model needs of an embedded model: kind, arch, train (params of train_model)."""
+    m = config["models"][wildcards.model]
+    return {"kind": m["kind"], "arch": m["arch"], "train": m.get("train", {})}
+
+
+def hub_spec(wildcards):
+    """What download_model fetches for a hub model: hub_id, revision, family (no other keys, so
+    editing e.g. n_params does not trigger a re-download)."""
+    m = config["models"][wildcards.model]
+    return {
+        "hub_id": m["hub_id"],
+        "revision": m.get("revision", "main"),
+        "family": m["family"],
+    }
+
+
 def variant_names(model):
     return [v.name for v in variants(config, model)]
+
+
+# --------------------------------------------------------------- pruning ---
+# Input and params functions of rule `prune` (workflow/rules/pruning.smk, method.md §5).
+def prune_inputs(wildcards):
+    """Dense model and calibration windows; the sink scores only for sink-aware methods, so the
+    other variants never wait for attention mass."""
+    inputs = {
+        "model": model_dir(wildcards),
+        "samples": f"{RESULTS}/{wildcards.model}/calibration/samples.parquet",
+    }
+    if parse_variant(wildcards.variant).method in SINK_METHODS:
+        inputs["scores"] = f"{RESULTS}/{wildcards.model}/sinks/scores.parquet"
+    return inputs
+
+
+def prune_params(wildcards):
+    """Settings prune_checkpoint needs for this variant's method, and only those (a changed
+    SparseGPT blocksize does not rerun Wanda variants)."""
+    method = parse_variant(wildcards.variant).method
+    out = {"seed": config["seed"]}
+    if method in {"sparsegpt", "sink_sgpt"}:
+        out.update(config["pruning"]["sparsegpt"])
+    if method in SINK_METHODS:
+        out.update(
+            grid=timestep_grid(config),
+            eps=config["diffusion"]["eps"],
+            noise_seed=config["calibration"]["seed"],
+        )
+    return out
+
+
+# ------------------------------------------------------------ evaluation ---
+# Input and params functions of rules `local_tasks` and `evaluate` (workflow/rules/evaluation.smk,
+# method.md §7). One `evaluate` job per (model, variant) runs every task in evaluation.tasks.
+from sinkprune.config import ConfigError
+from sinkprune.evaluation.tasks import LOCAL_TASKS
+
+EVAL_TASKS = list(config["evaluation"]["tasks"])
+EVAL_LOCAL = [t for t in EVAL_TASKS if t in LOCAL_TASKS]
+if EVAL_LOCAL and not config["evaluation"]["include_local_tasks"]:
+    raise ConfigError(
+        f"evaluation.tasks lists local tasks {EVAL_LOCAL} but "
+        "evaluation.include_local_tasks is false"
+    )
+
+
+def local_task_params(wildcards):
+    """n_items, seed and the token budget of the local tasks: the shortest max length of the
+    evaluated embedded models, and the complete_line task's gen_length."""
+    lengths = [
+        config["models"][m]["arch"]["max_sequence_length"]
+        for m in config["evaluation"]["models"]
+        if "arch" in config["models"][m]
+    ]
+    complete = config["evaluation"]["tasks"].get("shakespeare_complete_line", {})
+    return {
+        "n_items": config["evaluation"]["local_tasks"]["n_items"],
+        "seed": config["seed"],
+        "max_tokens": min(lengths) if lengths else 512,
+        "gen_tokens": complete.get("gen_length", 8),
+    }
+
+
+def eval_inputs(wildcards):
+    """The variant's checkpoint (prune_report.json in its HF dir), the test split for
+    heldout.json, and the local task YAMLs when local tasks are evaluated."""
+    inputs = {
+        "checkpoint": f"{RESULTS}/{wildcards.model}/pruned/{wildcards.variant}/prune_report.json",
+        "test": f"{RESULTS}/corpus/test.txt",
+    }
+    if EVAL_LOCAL:
+        inputs["tasks"] = [f"{RESULTS}/tasks/{t}.yaml" for t in EVAL_LOCAL]
+    return inputs
+
+
+def eval_task_params(wildcards):
+    """{task: settings} of evaluation.tasks (num_fewshot, cfg, mc_num, batch_size, limit,
+    metric, gen_length, steps, block_length)."""
+    return {t: dict(s) for t, s in config["evaluation"]["tasks"].items()}
+
+
+def eval_run_params(wildcards):
+    """Heldout settings (evaluation.heldout) and the seed."""
+    return {"heldout": dict(config["evaluation"]["heldout"]), "seed": config["seed"]}
 
 
 # ------------------------------------------------------------- resources ---
@@ -41,14 +152,16 @@ def mem_mb_for(stage):
     """Resource function for `mem_mb` of `stage` (scaled by attempt)."""
 
     def mem(wildcards, attempt):
-        return res.mem_mb(stage, model_cfg(wildcards), attempt)
+        job = res.job_size(stage, config, wildcards)
+        return res.mem_mb(stage, model_cfg(wildcards), attempt, **job)
 
     return mem
 
 
 def runtime_for(stage):
     def runtime(wildcards, attempt):
-        return res.runtime_min(stage, model_cfg(wildcards), attempt)
+        job = res.job_size(stage, config, wildcards)
+        return res.runtime_min(stage, model_cfg(wildcards), attempt, **job)
 
     return runtime
 
@@ -68,14 +181,36 @@ def corpus_targets():
 
 
 def model_targets():
-    return [f"{RESULTS}/models/{m}/train_metrics.json" for m in TRAINED]
+    """Trained model directories (train_model's output; train_metrics.json is inside)."""
+    return [f"{RESULTS}/models/{m}" for m in TRAINED]
+
+
+def model_kind(wildcards):
+    """'dlm' or 'ar' of the job's model (params of sink_stats)."""
+    return model_cfg(wildcards)["kind"]
+
+
+def model_kinds():
+    """{model: kind} of every configured model (params of sink_figures)."""
+    return {m: config["models"][m]["kind"] for m in MODELS}
 
 
 def sink_targets():
-    return expand(
-        f"{RESULTS}/{{model}}/sinks/{{name}}",
-        model=MODELS,
-        name=["scores.parquet", "stats.json"],
+    """Per-model sink scores/stats, the AR-vs-DLM table and the sink figures (method.md §4, §6)."""
+    figures = expand(
+        f"{RESULTS}/figures/sinks/{{name}}.{{ext}}",
+        name=["heatmap", "dominant_position", "metrics"],
+        ext=["png", "pdf"],
+    )
+    return (
+        expand(
+            f"{RESULTS}/{{model}}/sinks/{{name}}",
+            model=MODELS,
+            name=["scores.parquet", "stats.json"],
+        )
+        + [f"{RESULTS}/tables/sink_properties.{ext}" for ext in ("md", "csv")]
+        + figures
+        + [f"{RESULTS}/figures/sinks/animation.gif"]
     )
 
 
@@ -98,7 +233,10 @@ def eval_targets():
 
 
 def report_targets():
-    return []
+    """Table and figure folders of sinkprune.report (rules tables, figures)."""
+    if not config["evaluation"].get("models"):
+        return []
+    return [f"{RESULTS}/tables/pruning", f"{RESULTS}/figures/pruning"]
 
 
 def all_targets():

@@ -58,12 +58,15 @@ def column_mass(q: torch.Tensor, k: torch.Tensor, causal: bool, chunk_size: int)
     mass = torch.zeros(B, T, dtype=torch.float32, device=q.device)
     for start in range(0, T, chunk_size):
         stop = min(start + chunk_size, T)
-        scores = torch.matmul(q[:, :, start:stop].float(), kt) * scale  # (B, H, c, T)
+        scores = torch.matmul(q[:, :, start:stop].float(), kt).mul_(scale)  # (B, H, c, T)
         if causal:
             rows = torch.arange(start, stop, device=q.device)[:, None]
             cols = torch.arange(T, device=q.device)[None, :]
-            scores = scores.masked_fill(cols > rows, float("-inf"))
-        mass += scores.softmax(dim=-1).sum(dim=(1, 2))
+            scores.masked_fill_(cols > rows, float("-inf"))
+        # softmax in place: one (B, H, c, T) buffer per chunk is the whole working set
+        scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+        scores.div_(scores.sum(dim=-1, keepdim=True))
+        mass += scores.sum(dim=(1, 2))
         del scores
     return mass
 

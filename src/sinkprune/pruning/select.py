@@ -35,7 +35,9 @@ def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """Prune the n lowest scores in every group of m consecutive input columns of each row."""
     rows, cols = scores.shape
     if cols % m:
-        raise ValueError(f"N:M {n}:{m} needs the input dimension to be a multiple of {m}, got {cols}")
+        raise ValueError(
+            f"N:M {n}:{m} needs the input dimension to be a multiple of {m}, got {cols}"
+        )
     groups = scores.reshape(rows, cols // m, m)
     return lowest_k(groups, n, dim=2).reshape(rows, cols)
 

@@ -48,7 +48,9 @@ def inverse_cholesky(
             U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
             if info.item() == 0 and torch.isfinite(U).all():
                 if retry:
-                    log.warning("%s: Cholesky succeeded with damping %.3g (retry %d)", name, damp, retry)
+                    log.warning(
+                        "%s: Cholesky succeeded with damping %.3g (retry %d)", name, damp, retry
+                    )
                 return U, damp, retry
         log.warning("%s: Cholesky failed with damping %.3g", name, damp)
     raise CholeskyError(

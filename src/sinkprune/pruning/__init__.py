@@ -1,0 +1,62 @@
+"""Pruning engine (method.md §5): one module per method behind `PruningMethod.prune`.
+
+`prune_model` prunes an in-memory model; `prune_checkpoint` (sinkprune.pruning.io) is the
+file-to-file entry of the `prune` rule.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import CalibrationData, PruneSpec, PruningMethod, Result, SinkData
+from .magnitude import Magnitude
+from .sink import Sink
+from .sink_sgpt import SinkSGPT
+from .sparsegpt import SparseGPT
+from .structured import SinkSP, WandaSP
+from .wanda import Wanda
+
+METHODS: dict[str, type[PruningMethod]] = {
+    cls.name: cls for cls in (Magnitude, Wanda, SparseGPT, Sink, SinkSGPT, WandaSP, SinkSP)
+}
+
+__all__ = [
+    "METHODS",
+    "CalibrationData",
+    "PruneSpec",
+    "PruningMethod",
+    "Result",
+    "SinkData",
+    "get_method",
+    "prune_checkpoint",
+    "prune_model",
+]
+
+
+def get_method(name: str) -> PruningMethod:
+    """The method registered under `name` (a `pruning.grid[].methods` entry)."""
+    if name not in METHODS:
+        raise ValueError(f"pruning method {name!r} is unknown (known: {sorted(METHODS)})")
+    return METHODS[name]()
+
+
+def prune_model(adapter, calib: CalibrationData, spec: PruneSpec) -> Result:
+    """Prune the adapter's model in place with `spec.method`; `dense` returns an empty Result."""
+    if spec.method == "dense":
+        return Result(spec.keep_masks)
+    method = get_method(spec.method)
+    if method.structured != (spec.sparsity_type == "structured"):
+        raise ValueError(
+            f"method {spec.method!r} does not take sparsity_type {spec.sparsity_type!r}"
+        )
+    torch.manual_seed(spec.seed)
+    adapter.model.eval()
+    with torch.no_grad():
+        return method.prune(adapter, calib, spec)
+
+
+def prune_checkpoint(*args, **kwargs):
+    """See sinkprune.pruning.io.prune_checkpoint."""
+    from .io import prune_checkpoint as run
+
+    return run(*args, **kwargs)

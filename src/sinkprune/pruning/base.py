@@ -1,0 +1,140 @@
+"""The one interface every pruning method implements, and the data it receives and returns.
+
+A method gets the model adapter, the calibration data (clean windows, plus noised x_t and ω for
+sink-aware methods) and a PruneSpec; it prunes the model's block linears in place (masking and,
+for SparseGPT, updating weights) and returns a Result with the masks and their accounting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from .select import parse_nm
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    """What to prune: method, sparsity p (structured: the removed share of units), type, knobs."""
+
+    method: str
+    sparsity: float = 0.0
+    sparsity_type: str = "unstructured"
+    blocksize: int = 128
+    percdamp: float = 0.01
+    batch_size: int = 8
+    seed: int = 0
+    keep_masks: bool = True
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        return None if self.sparsity_type == "structured" else parse_nm(self.sparsity_type)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SinkData:
+    """Noised calibration inputs and their down-weighting factors (method.md §4–5).
+
+    tokens (K, T): x_t for every (sample, step) in `keys`; omega (K, T): ω = 1 − s of that x_t;
+    mean_omega (N, T): ω̄ per clean sample, rows aligned with CalibrationData.sample_ids.
+    """
+
+    tokens: torch.Tensor
+    omega: torch.Tensor
+    keys: list[tuple[int, int]]
+    mean_omega: torch.Tensor
+
+
+@dataclass
+class CalibrationData:
+    """Clean calibration windows (N, T) with their sample ids; `sinks` for sink-aware methods."""
+
+    sample_ids: list[int]
+    tokens: torch.Tensor
+    sinks: SinkData | None = None
+
+
+def mask_digest(mask: torch.Tensor) -> str:
+    """sha256 of a bool mask (bit-packed, row-major): equal digests ⇔ identical masks."""
+    bits = np.packbits(mask.detach().cpu().numpy().astype(bool).reshape(-1))
+    return hashlib.sha256(bits.tobytes() + str(tuple(mask.shape)).encode()).hexdigest()
+
+
+@dataclass
+class Result:
+    """Per-linear pruned counts (key "{layer}.{linear}"), mask digests, optional masks,
+    structured removals {layer: {"heads": [...], "channels": [...]}} and per-linear extras."""
+
+    keep_masks: bool = True
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    pruned: dict[str, int] = field(default_factory=dict)
+    numel: dict[str, int] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+    removed: dict[int, dict[str, list[int]]] = field(default_factory=dict)
+    info: dict[str, dict] = field(default_factory=dict)
+
+    def record(self, key: str, mask: torch.Tensor) -> None:
+        self.pruned[key] = int(mask.sum().item())
+        self.numel[key] = mask.numel()
+        self.digests[key] = mask_digest(mask)
+        if self.keep_masks:
+            self.masks[key] = mask.detach().cpu()
+
+    def sparsity(self) -> dict[str, float]:
+        """Achieved sparsity (pruned share) per linear."""
+        return {k: self.pruned[k] / self.numel[k] for k in self.pruned}
+
+    def overall_sparsity(self) -> float:
+        total = sum(self.numel.values())
+        return sum(self.pruned.values()) / total if total else 0.0
+
+
+def apply_mask(linear: torch.nn.Linear, mask: torch.Tensor) -> None:
+    """Zero the pruned weights of a linear in place."""
+    linear.weight.data.masked_fill_(mask.to(linear.weight.device), 0)
+
+
+class PruningMethod:
+    """Base class: `prune(adapter, calib, spec) -> Result`, pruning the model in place."""
+
+    name: ClassVar[str] = ""
+    needs_sinks: ClassVar[bool] = False
+    structured: ClassVar[bool] = False
+    #: 'row' (Wanda's per-output comparison group) or 'matrix' (magnitude's global threshold)
+    scope: ClassVar[str] = "row"
+
+    def prune(self, adapter, calib: CalibrationData, spec: PruneSpec) -> Result:
+        raise NotImplementedError
+
+    @staticmethod
+    def sink_data(calib: CalibrationData, method: str) -> SinkData:
+        if calib.sinks is None:
+            raise ValueError(
+                f"method '{method}' needs sink scores (results/{{model}}/sinks/scores.parquet); "
+                "none were given"
+            )
+        return calib.sinks
+
+
+def mask_linear(
+    linear: torch.nn.Linear,
+    scores: torch.Tensor,
+    spec: PruneSpec,
+    result: Result,
+    key: str,
+    scope: str = "row",
+) -> torch.Tensor:
+    """Select the mask from `scores` (unstructured per `scope`, or N:M), zero it, record it."""
+    from .select import select_mask
+
+    mask = select_mask(scores, spec.sparsity, spec.sparsity_type, scope)
+    apply_mask(linear, mask)
+    result.record(key, mask)
+    return mask

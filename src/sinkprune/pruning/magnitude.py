@@ -1,0 +1,22 @@
+"""`magnitude` (method.md §5): score |W|; per-matrix threshold, or the n lowest per N:M group."""
+
+from __future__ import annotations
+
+import torch
+from tqdm import tqdm
+
+from .base import CalibrationData, PruneSpec, PruningMethod, Result, mask_linear
+
+
+class Magnitude(PruningMethod):
+    name = "magnitude"
+    scope = "matrix"
+
+    @torch.no_grad()
+    def prune(self, adapter, calib: CalibrationData, spec: PruneSpec) -> Result:
+        result = Result(spec.keep_masks)
+        for i in tqdm(range(adapter.n_layers), desc=self.name, unit="block"):
+            for name, lin in adapter.linears(i).items():
+                scores = lin.weight.detach().abs().float()
+                mask_linear(lin, scores, spec, result, f"{i}.{name}", self.scope)
+        return result

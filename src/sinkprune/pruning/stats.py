@@ -1,0 +1,74 @@
+"""Per-linear input statistics accumulated over calibration batches (method.md §5).
+
+Every collector gets the linear's input X (B, T, d_in) and optional per-token weights w (B, T)
+(ω for `sink`, ω̄ for `sink_sgpt`); a "sample" is one row of the batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _rows(x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """X as fp32 (B, T, d), each token row scaled by its weight when given."""
+    x = x.detach().float()
+    if x.dim() == 2:
+        x = x.unsqueeze(0)
+    if w is not None:
+        x = x * w.to(x.device, torch.float32).unsqueeze(-1)
+    return x
+
+
+class MeanSquaredNorm:
+    """Wanda's r_c = mean over samples of ‖X_c‖² (norm over the sample's tokens)."""
+
+    def __init__(self, d_in: int, device=None):
+        self.value = torch.zeros(d_in, dtype=torch.float32, device=device)
+        self.nsamples = 0
+
+    def add(self, x: torch.Tensor, w: torch.Tensor | None = None) -> None:
+        x = _rows(x, w)
+        b = x.shape[0]
+        total = self.value * self.nsamples + x.pow(2).sum(dim=(0, 1)).to(self.value.device)
+        self.nsamples += b
+        self.value = total / self.nsamples
+
+    @property
+    def norm(self) -> torch.Tensor:
+        """‖X_c‖ used by the score: sqrt(r_c)."""
+        return self.value.sqrt()
+
+
+class SummedNorm:
+    """Sink's a_c = Σ over samples (and timesteps) of the unsquared ‖(ωX)_c‖₂."""
+
+    def __init__(self, d_in: int, device=None):
+        self.value = torch.zeros(d_in, dtype=torch.float32, device=device)
+        self.nsamples = 0
+
+    def add(self, x: torch.Tensor, w: torch.Tensor | None = None) -> None:
+        x = _rows(x, w)
+        self.value += torch.linalg.vector_norm(x, dim=1).sum(dim=0).to(self.value.device)
+        self.nsamples += x.shape[0]
+
+    @property
+    def norm(self) -> torch.Tensor:
+        return self.value
+
+
+class Hessian:
+    """SparseGPT's H = (2/N) Σ (wX)ᵀ(wX) in fp32, N = number of samples (running average)."""
+
+    def __init__(self, d_in: int, device=None):
+        self.value = torch.zeros(d_in, d_in, dtype=torch.float32, device=device)
+        self.nsamples = 0
+
+    def add(self, x: torch.Tensor, w: torch.Tensor | None = None) -> None:
+        x = _rows(x, w)
+        b = x.shape[0]
+        self.value *= self.nsamples / (self.nsamples + b)
+        self.nsamples += b
+        flat = math.sqrt(2 / self.nsamples) * x.reshape(-1, x.shape[-1]).to(self.value.device)
+        self.value += flat.T @ flat

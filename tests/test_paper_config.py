@@ -1,0 +1,145 @@
+"""config/paper.yaml: valid, the paper's settings, and a dry run that builds the whole DAG offline
+with the number of jobs per rule computed here from the config."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sinkprune.config import timestep_grid, validate_config, variants
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "config" / "paper.yaml"
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+# method.md §7: task -> (num_fewshot, cfg, mc_num)
+PAPER_TASKS = {
+    "arc_challenge": (0, 0.5, 128),
+    "hellaswag": (0, 0.5, 128),
+    "piqa": (0, 0.5, 128),
+    "winogrande": (5, 0.0, 128),
+    "mmlu": (5, 0.0, 1),
+    "gpqa_main_n_shot": (5, 0.5, 128),
+    "truthfulqa_mc2": (0, 2.0, 128),
+    "arc_easy": (0, 0.5, 128),
+    "race": (0, 0.5, 128),
+}
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return validate_config(yaml.safe_load(PAPER.read_text()), SCHEMA)
+
+
+def test_models_are_pinned_hub_checkpoints(cfg):
+    hub_ids = {m["hub_id"] for m in cfg["models"].values()}
+    assert {"GSAI-ML/LLaDA-8B-Base", "Dream-org/Dream-v0-Base-7B"} <= hub_ids
+    assert hub_ids <= {
+        "GSAI-ML/LLaDA-8B-Base",
+        "GSAI-ML/LLaDA-8B-Instruct",
+        "GSAI-ML/LLaDA-1.5",
+        "Gen-Verse/MMaDA-8B-Base",
+        "Dream-org/Dream-v0-Base-7B",
+    }
+    for name, m in cfg["models"].items():
+        assert m["source"] == "hub" and m["kind"] == "dlm", name
+        assert m["n_params"] > 1e9, name
+        # a commit hash, or "main" (explained in the file's header: no hash could be verified)
+        assert re.fullmatch(r"[0-9a-f]{40}|main", m["revision"]), name
+        assert m["family"] == ("dream" if "Dream" in m["hub_id"] else "llada"), name
+    assert "revision" in PAPER.read_text().split("models:")[0]  # the header says why "main"
+    assert cfg["models"]["LLaDA-8B-Base"]["paper_name"] == "LLaDA-8B-Base"
+
+
+def test_calibration_and_noise_grid(cfg):
+    assert cfg["corpus"]["kind"] == "hf_dataset"
+    assert cfg["corpus"]["dataset"]["name"] == "wikitext-2-raw-v1"
+    assert (cfg["calibration"]["nsamples"], cfg["calibration"]["seqlen"]) == (128, 4096)
+    assert [round(t, 6) for _, t in timestep_grid(cfg)] == [i / 10 for i in range(1, 11)]
+
+
+def test_pruning_grid(cfg):
+    grid = {e["sparsity_type"]: e for e in cfg["pruning"]["grid"]}
+    assert grid["unstructured"]["sparsities"] == [0.25, 0.5, 0.75]
+    assert grid["2:4"]["sparsities"] == grid["4:8"]["sparsities"] == [0.5]
+    assert grid["structured"]["sparsities"] == [0.3, 0.5]
+    for stype in ("unstructured", "2:4", "4:8"):
+        assert {"wanda", "sink", "sparsegpt", "sink_sgpt"} <= set(grid[stype]["methods"])
+    assert set(grid["structured"]["methods"]) == {"wanda_sp", "sink_sp"}
+    assert set(cfg["pruning"]["models"]) == set(cfg["models"])
+
+
+def test_tasks_of_method_md(cfg):
+    ev = cfg["evaluation"]
+    assert ev["include_local_tasks"] is False
+    assert set(ev["tasks"]) == set(PAPER_TASKS) | {"gsm8k"}
+    for task, (shots, guidance, mc) in PAPER_TASKS.items():
+        t = ev["tasks"][task]
+        assert (t["num_fewshot"], t["cfg"], t["mc_num"]) == (shots, guidance, mc), task
+    g = ev["tasks"]["gsm8k"]
+    assert g["gen_length"] == g["steps"] == g["block_length"] == 1024
+
+
+def expected_jobs(cfg) -> Counter:
+    """Jobs per rule of the paper DAG, from the config and the rules' granularity."""
+    models = list(cfg["models"])
+    hub = [m for m in models if cfg["models"][m]["source"] == "hub"]
+    trained = [m for m in models if cfg["models"][m]["source"] == "train"]
+    n = Counter(
+        corpus=1,
+        download_model=len(hub),
+        calibration=len(models),
+        attention_mass=len(models),
+        sink_masks=len(models),
+        sink_stats=len(models),
+        sink_properties=1,
+        sink_figures=1,
+        # one prune job per variant, dense included (it writes the dense checkpoint's report)
+        prune=sum(len(variants(cfg, m)) for m in cfg["pruning"]["models"]),
+        # one evaluate job per (model, variant) runs every task
+        evaluate=sum(len(variants(cfg, m)) for m in cfg["evaluation"]["models"]),
+        tables=1,
+        figures=1,
+        all=1,
+    )
+    if trained:
+        n.update(tokenizer=1, train_model=len(trained))
+    if cfg["evaluation"]["include_local_tasks"]:
+        n.update(local_tasks=1)
+    return +n
+
+
+def dry_run_job_counts(args: list[str], cwd: Path = ROOT) -> Counter:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "-n", "--quiet", "rules", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=80,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    table = out.split("Job stats:")[1]
+    counts = Counter()
+    for line in table.splitlines():
+        m = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def test_dry_run_builds_the_paper_dag(cfg):
+    """The whole paper DAG from config/paper.yaml alone (the embedded config must not be merged
+    in), offline: no download happens at DAG time."""
+    counts = dry_run_job_counts(["--configfile", str(PAPER)])
+    assert counts == expected_jobs(cfg)

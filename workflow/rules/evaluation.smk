@@ -1,0 +1,60 @@
+# Local lm-eval tasks and evaluation of every checkpoint (config/README.md#evaluation,
+# method.md §7). One `evaluate` job per (model, variant) runs all tasks, amortising lm-eval's
+# start-up, and writes one JSON per task plus heldout.json.
+
+
+rule local_tasks:
+    input:
+        test=f"{RESULTS}/corpus/test.txt",
+        tokenizer=f"{RESULTS}/tokenizer/tokenizer.json",
+    output:
+        readme=f"{RESULTS}/tasks/README.md",
+        yaml=expand(f"{RESULTS}/tasks/{{task}}.yaml", task=LOCAL_TASKS),
+        data=expand(
+            f"{RESULTS}/tasks/{{task}}.{{split}}.jsonl",
+            task=LOCAL_TASKS,
+            split=["train", "test"],
+        ),
+    log:
+        "logs/local_tasks.log",
+    benchmark:
+        "benchmarks/local_tasks.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=10,
+    params:
+        settings=local_task_params,
+    script:
+        "../scripts/local_tasks.py"
+
+
+rule evaluate:
+    input:
+        unpack(eval_inputs),
+    output:
+        tasks=expand(
+            f"{RESULTS}/{{model}}/eval/{{variant}}/{{task}}.json",
+            task=EVAL_TASKS,
+            allow_missing=True,
+        ),
+        heldout=f"{RESULTS}/{{model}}/eval/{{variant}}/heldout.json",
+    log:
+        "logs/evaluate/{model}/{variant}.log",
+    benchmark:
+        "benchmarks/evaluate/{model}/{variant}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: res.threads("evaluate")
+    resources:
+        gpu=gpu_for("evaluate"),
+        mem_mb=mem_mb_for("evaluate"),
+        runtime=runtime_for("evaluate"),
+    params:
+        tasks=eval_task_params,
+        run=eval_run_params,
+    script:
+        "../scripts/evaluate.py"

@@ -1,0 +1,25 @@
+# Pruned checkpoints, one per variant (config/README.md#pruning, method.md §5).
+from sinkprune import resources as res
+
+
+rule prune:
+    input:
+        unpack(prune_inputs),
+    output:
+        report=f"{RESULTS}/{{model}}/pruned/{{variant}}/prune_report.json",
+        config=f"{RESULTS}/{{model}}/pruned/{{variant}}/config.json",
+    log:
+        "logs/prune/{model}/{variant}.log",
+    benchmark:
+        "benchmarks/prune/{model}/{variant}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: res.threads("prune")
+    resources:
+        gpu=gpu_for("prune"),
+        mem_mb=mem_mb_for("prune"),
+        runtime=runtime_for("prune"),
+    params:
+        settings=prune_params,
+    script:
+        "../scripts/prune.py"

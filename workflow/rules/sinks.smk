@@ -1,0 +1,98 @@
+# Sink scores, statistics, the AR-vs-DLM table and figures (config/README.md#sinks,
+# method.md §4, §6).
+
+
+rule sink_masks:
+    input:
+        mass=f"{RESULTS}/{{model}}/attention/mass.parquet",
+    output:
+        f"{RESULTS}/{{model}}/sinks/scores.parquet",
+    log:
+        "logs/sink_masks/{model}.log",
+    benchmark:
+        "benchmarks/sink_masks/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=mem_mb_for("sink_masks"),
+        runtime=runtime_for("sink_masks"),
+    params:
+        rule=config["sinks"]["rule"],
+        k=config["sinks"]["k"],
+        alpha=config["sinks"]["alpha"],
+        binary_eps=config["sinks"]["binary_eps"],
+    script:
+        "../scripts/sink_masks.py"
+
+
+rule sink_stats:
+    input:
+        scores=f"{RESULTS}/{{model}}/sinks/scores.parquet",
+    output:
+        f"{RESULTS}/{{model}}/sinks/stats.json",
+    log:
+        "logs/sink_stats/{model}.log",
+    benchmark:
+        "benchmarks/sink_stats/{model}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=mem_mb_for("sink_stats"),
+        runtime=runtime_for("sink_stats"),
+    params:
+        kind=model_kind,
+    script:
+        "../scripts/sink_stats.py"
+
+
+rule sink_properties:
+    input:
+        stats=expand(f"{RESULTS}/{{model}}/sinks/stats.json", model=MODELS),
+    output:
+        md=f"{RESULTS}/tables/sink_properties.md",
+        csv=f"{RESULTS}/tables/sink_properties.csv",
+    log:
+        "logs/sink_properties.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/sink_properties.py"
+
+
+rule sink_figures:
+    input:
+        scores=expand(f"{RESULTS}/{{model}}/sinks/scores.parquet", model=MODELS),
+        stats=expand(f"{RESULTS}/{{model}}/sinks/stats.json", model=MODELS),
+    output:
+        expand(
+            f"{RESULTS}/figures/sinks/{{name}}.{{ext}}",
+            name=["heatmap", "dominant_position", "metrics"],
+            ext=["png", "pdf"],
+        ),
+        gif=f"{RESULTS}/figures/sinks/animation.gif",
+    log:
+        "logs/sink_figures.log",
+    benchmark:
+        "benchmarks/sink_figures.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=10,
+    params:
+        models=MODELS,
+        kinds=model_kinds(),
+        n_samples=config["sinks"]["figure_samples"],
+    script:
+        "../scripts/sink_figures.py"

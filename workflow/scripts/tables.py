@@ -1,0 +1,19 @@
+"""Snakemake wrapper: paper tables (Markdown, CSV, LaTeX) from the eval JSONs (sinkprune.report)."""
+
+import logging
+
+from sinkprune.report import build_tables
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+p = snakemake.params
+files = build_tables(
+    p.results,
+    snakemake.output[0],
+    p.models,
+    p.evaluation,
+    p.pruning,
+    published_csv=snakemake.input.published,
+    calibration=p.calibration,
+    diffusion=p.diffusion,
+)
+logging.info("wrote %d table files", len(files))
