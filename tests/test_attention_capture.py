@@ -95,7 +95,7 @@ IDS = [f"{f}-{'causal' if c else 'bidir'}" for f, c in CASES]
 
 # --------------------------------------------------------------- tests ---
 @pytest.mark.parametrize(("family", "causal"), CASES, ids=IDS)
-@pytest.mark.parametrize("chunk", [1, 5, 23, 64])
+@pytest.mark.parametrize("chunk", [1, 5, 64])
 def test_chunked_mass_equals_naive_per_layer(family, causal, chunk):
     model = make_model(family, causal)
     x = torch.randint(0, 50, (2, 23), generator=torch.Generator().manual_seed(3))

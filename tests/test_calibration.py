@@ -16,7 +16,6 @@ from sinkprune.calibration import (
     mask_probability,
     noise,
     noised_batch,
-    read_split_text,
     sample_windows,
 )
 
@@ -97,7 +96,6 @@ def test_build_calibration_roundtrip(tmp_path):
     vocab = _tiny_tokenizer(tmp_path / "model")
     text = "the king is dead\nlong live the king\n\n\nour lord\n\nand lady queen\n"
     (tmp_path / "train.txt").write_text(text * 20)
-    assert read_split_text(tmp_path / "train.txt").startswith("the king is dead\nlong")
     out = tmp_path / "samples.parquet"
     build_calibration(tmp_path / "train.txt", tmp_path / "model", out, 4, 8, seed=0)
     ids, tokens = load_samples(out)

@@ -124,3 +124,13 @@ def test_evaluate_checkpoint_end_to_end(env, tmp_path, monkeypatch):
     held = json.loads((tmp_path / "out" / "heldout.json").read_text())
     assert held["masked"][0]["t"] == 0.5 and held["bits_per_token"] > 0
     assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_require_gpu_fails_early_without_cuda(env, tmp_path):
+    from sinkprune.evaluation.run import evaluate_checkpoint
+
+    with pytest.raises(RuntimeError, match="needs a GPU"):
+        evaluate_checkpoint(
+            env["model"], [], {}, tmp_path / "h.json", {}, env["test"], require_gpu=True
+        )

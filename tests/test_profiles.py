@@ -58,6 +58,16 @@ def test_every_rule_has_log_conda_and_gpu_resource():
             assert "mem_mb=" in body, f"rule {name}: CPU rule without mem_mb"
 
 
+def test_conda_envs_exist_and_install_sinkprune():
+    for path in RULE_FILES:
+        for env in re.findall(r'conda:\n\s+"([^"]+)"', path.read_text()):
+            env_file = (path.parent / env).resolve()
+            assert env_file.is_file(), f"{path.name}: {env} not found"
+            deps = yaml.safe_load(env_file.read_text())["dependencies"]
+            pip = next(d["pip"] for d in deps if isinstance(d, dict))
+            assert any(p.startswith("-e ..") for p in pip), env_file
+
+
 def test_default_profile_is_loaded_and_overrides_nothing_machine_specific(monkeypatch):
     from snakemake.cli import parse_args
 
@@ -214,3 +224,45 @@ def test_slurm_submission_with_fake_sbatch(tmp_path):
     assert not any("gpu" in a for a in cpu if not a.startswith("--wrap"))
     assert flag(cpu, "--mem") == str(res.mem_mb("calibration", mcfg, 1, **job))
     assert flag(cpu, "-t") == str(res.runtime_min("calibration", mcfg, 1, **job))
+
+
+def test_slurm_profile_dry_run_builds_the_paper_dag(tmp_path):
+    """The SLURM executor dry-runs (the profile sets `jobs`); GPU rules carry the GPU partition."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    from test_paper_config import expected_jobs
+
+    from sinkprune.config import validate_config
+
+    cfg = validate_config(
+        yaml.safe_load(PAPER.read_text()), ROOT / "workflow/schemas/config.schema.yaml"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [
+            str(SNAKEMAKE),
+            "-n",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(PAPER),
+            "--profile",
+            str(ROOT / "profiles" / "slurm"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=80,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    total = int(re.search(r"^total\s+(\d+)$", out, flags=re.M).group(1))
+    assert total == sum(expected_jobs(cfg).values())
+    for block in re.split(r"\n(?=rule \w+:)", out):
+        m = re.match(r"rule (\w+):", block)
+        if not m or "resources:" not in block:
+            continue
+        on_gpu = m.group(1) in {"attention_mass", "prune", "evaluate"}
+        assert ("slurm_partition=$SINKPRUNE_GPU_PARTITION" in block) == on_gpu, block
+        assert ("gpu=1" in block) == on_gpu, block

@@ -93,7 +93,7 @@ def built(tmp_path):
     results = write_fixture(tmp_path)
     out = tmp_path / "tables"
     files = report.build_tables(
-        results,
+        report.find_eval_files(results),
         out,
         MODELS,
         EVALUATION,
@@ -252,7 +252,7 @@ def test_wrong_metric_names_the_config_key(tmp_path):
     results = write_fixture(tmp_path)
     bad = {**EVALUATION, "tasks": {"piqa": {"metric": "f1"}}}
     with pytest.raises(report.ReportError, match=r"evaluation\.tasks\.piqa\.metric"):
-        report.build_tables(results, tmp_path / "t", MODELS, bad, PRUNING)
+        report.build_tables(report.find_eval_files(results), tmp_path / "t", MODELS, bad, PRUNING)
 
 
 def test_metric_with_filter_is_used_as_is(tmp_path):
@@ -264,7 +264,8 @@ def test_metric_with_filter_is_used_as_is(tmp_path):
 
 def test_figures(tmp_path):
     results = write_fixture(tmp_path)
-    files = report.build_figures(results, tmp_path / "fig", MODELS, EVALUATION, PRUNING)
+    eval_files = sorted(results.glob("*/eval/*/*.json"))  # a list of paths, as the rule passes
+    files = report.build_figures(eval_files, tmp_path / "fig", MODELS, EVALUATION, PRUNING)
     names = sorted(str(p.relative_to(tmp_path / "fig")) for p in files)
     stems = ["accuracy_vs_unstructured", "heldout_vs_unstructured", "accuracy_vs_structured"]
     stems += ["heldout_vs_structured", "deltas"]

@@ -171,3 +171,13 @@ def test_sink_properties_table(tmp_path):
     md = (tmp_path / "t.md").read_text()
     assert "a (AR)" in md and "d (DLM)" in md and md.index("a (AR)") < md.index("d (DLM)")
     assert len([ln for ln in md.splitlines() if ln.startswith("| ")]) == 1 + len(METRICS)
+
+
+def test_binary_rule_in_parquet(tmp_path):
+    m = np.array([[1.0, 6.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0]])  # layers sum: [2, 7, 2, 3]
+    _write_mass(tmp_path / "mass.parquet", [[m]], [(5, 1.0)])
+    compute_sink_scores(tmp_path / "mass.parquet", tmp_path / "s.parquet", "binary", binary_eps=0.5)
+    # others' means: j=1 -> 7/3 (7 > 2.83: sink); j=3 -> 11/3 (3 < 4.17: not)
+    assert load_omega(tmp_path / "s.parquet")[(0, 5)].tolist() == [1.0, 0.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="sinks.rule"):
+        compute_sink_scores(tmp_path / "mass.parquet", tmp_path / "x.parquet", "hard")

@@ -56,10 +56,10 @@ def test_micro_workflow_produces_tables(micro_run: Path):
         assert report["method"] == variant.split("_unstructured")[0]
         out = json.loads((res / "tiny-dlm" / "eval" / variant / "shakespeare_next_line.json").read_text())
         assert "shakespeare_next_line" in out["results"]
-    tables = sorted(p.name for p in (res / "tables").iterdir())
+    tables = sorted(p.name for p in (res / "tables").rglob("*") if p.is_file())
     assert any(name.endswith(".md") for name in tables)
     assert any(name.endswith(".tex") for name in tables)
-    for csv in (res / "tables").glob("*.csv"):
+    for csv in (res / "tables").rglob("*.csv"):
         pd.read_csv(csv)
 
 

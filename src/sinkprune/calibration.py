@@ -31,26 +31,22 @@ SAMPLES_SCHEMA = pa.schema(
 
 
 # ----------------------------------------------------------------- windows ---
-def read_split_text(path: str | Path) -> str:
-    """A corpus split file as one string (rule `corpus` already joined its documents)."""
-    text = Path(path).read_text(encoding="utf-8").strip()
-    if not text:
-        raise ValueError(f"{path}: corpus split is empty (expected UTF-8 text)")
-    return text
-
-
 def tokenize_corpus(text_path: str | Path, tokenizer_dir: str | Path) -> np.ndarray:
     """Token ids of a whole split file with the model's tokenizer, no special tokens.
 
     method.md §2 joins WikiText records with single spaces; in sinkprune the `corpus` rule does
     the joining (`corpus.dataset.join` for hub datasets; blank lines between plays and text-file
-    documents), so the split file is tokenised as one stream, as it is for training.
+    documents), so the split file is one stream, encoded exactly as for training
+    (`sinkprune.training.encode_file`: batches of whole lines through the fast tokenizer).
     """
     from transformers import AutoTokenizer
 
+    from .training import encode_file
+
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    ids = tok(read_split_text(text_path), add_special_tokens=False)["input_ids"]
-    return np.asarray(ids, dtype=np.int64)
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"{tokenizer_dir}: calibration needs a fast (tokenizers) tokenizer")
+    return encode_file(text_path, tok).numpy()
 
 
 def sample_windows(ids: np.ndarray, nsamples: int, seqlen: int, seed: int) -> np.ndarray:

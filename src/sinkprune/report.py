@@ -1,6 +1,6 @@
 """Paper tables and figures from the evaluation results on disk (rules `tables`, `figures`).
 
-Pure functions of files: `results/{model}/eval/{variant}/{task}.json` (lm-eval results JSON, the
+Pure functions of the files they are given: `results/{model}/eval/{variant}/{task}.json` (lm-eval results JSON, the
 score is `results[task][metric]` with the metric of `evaluation.tasks.<task>.metric`, ",none"
 appended when it names no filter), `results/{model}/eval/{variant}/heldout.json` (masked-token CE
 per t, sinkprune.evaluation.heldout) and the published numbers (`resources/paper_results.csv`).
@@ -137,19 +137,38 @@ def read_heldout(path: str | Path) -> dict[str, float] | None:
     return out
 
 
-def eval_path(results_dir: str | Path, model: str, variant: str, name: str) -> Path:
-    return Path(results_dir) / model / "eval" / variant / name
+EvalIndex = Mapping[tuple[str, str, str], Path]
+
+
+def index_eval_files(paths: Sequence[str | Path]) -> dict[tuple[str, str, str], Path]:
+    """{(model, variant, file name): path} of result files laid out as
+    `.../{model}/eval/{variant}/{name}`; other paths are ignored."""
+    out = {}
+    for p in map(Path, paths):
+        if len(p.parts) >= 4 and p.parts[-3] == "eval":
+            out[(p.parts[-4], p.parts[-2], p.name)] = p
+    return out
+
+
+def find_eval_files(results_dir: str | Path) -> dict[tuple[str, str, str], Path]:
+    """The index of every result file under `results_dir` (for partial results, without Snakemake)."""
+    return index_eval_files(sorted(Path(results_dir).glob("*/eval/*/*.json")))
+
+
+def eval_path(files: EvalIndex, model: str, variant: str, name: str) -> Path:
+    """The indexed file, or a path that does not exist (read as missing)."""
+    return files.get((model, variant, name), Path("/nonexistent") / model / variant / name)
 
 
 def collect_scores(
-    results_dir: str | Path, model: str, vs: Sequence[Variant], tasks: Mapping[str, Mapping]
+    files: EvalIndex, model: str, vs: Sequence[Variant], tasks: Mapping[str, Mapping]
 ) -> pd.DataFrame:
     """Long table (sparsity_type, sparsity, method, task, value) of every variant × task; value is
     NaN where the result file is missing."""
     rows = []
     for v in vs:
         for task, tcfg in tasks.items():
-            path = eval_path(results_dir, model, v.name, f"{task}.json")
+            path = eval_path(files, model, v.name, f"{task}.json")
             value = read_task_score(path, task, tcfg.get("metric", "acc"))
             rows.append({**_key(v), "task": task, "value": math.nan if value is None else value})
     return pd.DataFrame(rows, columns=[*KEY_COLS, "task", "value"])
@@ -212,7 +231,8 @@ def delta_table(table: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
     rows = []
     for i in range(len(table)):
         row = table.iloc[i]
-        if row["method"] in BASELINE_OF:
+        base = BASELINE_OF.get(row["method"])
+        if base is not None and (table["method"] == base).any():  # baseline in the grid
             rows.append(
                 {
                     **{k: row[k] for k in KEY_COLS},
@@ -261,11 +281,11 @@ def paper_table(
     return pd.DataFrame(rows, columns=[*KEY_COLS, "task", "ours", "paper", "diff"])
 
 
-def heldout_table(results_dir: str | Path, model: str, vs: Sequence[Variant]) -> pd.DataFrame:
+def heldout_table(files: EvalIndex, model: str, vs: Sequence[Variant]) -> pd.DataFrame:
     """One row per variant: CE per t (nats) and bits per token from heldout.json; NaN if missing."""
     rows, cols = [], []
     for v in vs:
-        vals = read_heldout(eval_path(results_dir, model, v.name, "heldout.json")) or {}
+        vals = read_heldout(eval_path(files, model, v.name, "heldout.json")) or {}
         cols += [c for c in vals if c not in cols]
         rows.append({**_key(v), **vals})
     cols.sort(key=lambda c: c == "bits_per_token")  # stable: t_grid order, bits last
@@ -322,7 +342,7 @@ def _best_mask(
         if len(idx) < 2:
             continue
         for c in cols:
-            vals = df.loc[idx, c].astype(float)
+            vals = df.loc[idx, c].astype(float).round(2)  # compare what is shown
             if vals.notna().sum() < 2:
                 continue
             target = vals.min() if lower_is_better else vals.max()
@@ -462,7 +482,7 @@ def settings_line(model: str, model_cfg: Mapping, calibration: Mapping, diffusio
 
 
 def build_tables(
-    results_dir: str | Path,
+    eval_files: Sequence[str | Path] | EvalIndex,
     out_dir: str | Path,
     models: Mapping[str, Mapping],
     evaluation: Mapping,
@@ -471,7 +491,9 @@ def build_tables(
     calibration: Mapping | None = None,
     diffusion: Mapping | None = None,
 ) -> list[Path]:
-    """All tables of every model of `evaluation.models` into `out_dir`; returns the files."""
+    """All tables of every model of `evaluation.models` into `out_dir`; returns the files.
+    `eval_files`: the result files (task JSONs, heldout.json), as paths or an index."""
+    files = eval_files if isinstance(eval_files, Mapping) else index_eval_files(eval_files)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = dict(evaluation["tasks"])
@@ -479,7 +501,7 @@ def build_tables(
     written: list[Path] = []
     for model in evaluation.get("models", []):
         vs = variants({"pruning": pruning}, model)
-        scores = collect_scores(results_dir, model, vs, tasks)
+        scores = collect_scores(files, model, vs, tasks)
         settings = settings_line(model, models[model], calibration or {}, diffusion or {})
         paper_name = models[model].get("paper_name")
         for kind, (types, title) in KINDS.items():
@@ -512,7 +534,7 @@ def build_tables(
                         f"{title}, ours vs published ({paper_name}): {settings}",
                         ["ours", "paper", "diff"],
                     )
-        held = heldout_table(results_dir, model, ordered_variants(vs, _all_types()))
+        held = heldout_table(files, model, ordered_variants(vs, _all_types()))
         cols = [c for c in held.columns if c not in KEY_COLS]
         if cols:
             written += write_table(
@@ -545,7 +567,7 @@ def _read_published(path: str | Path | None) -> pd.DataFrame | None:
 
 # ------------------------------------------------------------------ figures ---
 def build_figures(
-    results_dir: str | Path,
+    eval_files: Sequence[str | Path] | EvalIndex,
     out_dir: str | Path,
     models: Mapping[str, Mapping],
     evaluation: Mapping,
@@ -558,17 +580,18 @@ def build_figures(
     import matplotlib
 
     matplotlib.use("Agg")
+    files = eval_files if isinstance(eval_files, Mapping) else index_eval_files(eval_files)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = dict(evaluation["tasks"])
     written: list[Path] = []
     for model in evaluation.get("models", []):
         vs = variants({"pruning": pruning}, model)
-        scores = collect_scores(results_dir, model, vs, tasks)
+        scores = collect_scores(files, model, vs, tasks)
         settings = settings_line(model, models[model], calibration or {}, diffusion or {})
         all_vs = ordered_variants(vs, _all_types())
         table = pruning_table(scores, all_vs, list(tasks))
-        held = heldout_table(results_dir, model, all_vs)
+        held = heldout_table(files, model, all_vs)
         for stype in ("unstructured", "structured"):
             if not any(v.sparsity_type == stype for v in vs):
                 continue
@@ -610,9 +633,12 @@ def _curves(table: pd.DataFrame, cols: Sequence[str], stype: str, title: str):
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=8)
+    ncol = min(4, max(1, len(labels)))
+    fig.legend(
+        handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.03), ncol=ncol, fontsize=8
+    )
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
     return fig
 
 
@@ -628,14 +654,14 @@ def _delta_bars(deltas: pd.DataFrame, cols: Sequence[str], title: str):
         width = 0.8 / max(1, len(rows))
         for j, (_, r) in enumerate(rows.iterrows()):
             xs = [i + (j - (len(rows) - 1) / 2) * width for i in range(len(cols))]
-            ys = [0.0 if math.isnan(r[c]) else r[c] for c in cols]
-            label = f"{r['sparsity_type']} {setting_label(r['sparsity_type'], r['sparsity'])}"
+            ys = [float(r[c]) for c in cols]  # a missing result (NaN) draws no bar
+            label = setting_label(r["sparsity_type"], r["sparsity"])
             ax.bar(xs, ys, width, label=label)
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xticks(range(len(cols)), [column_label(c) for c in cols], fontsize=7, rotation=30)
         ax.set_ylabel("Δ points", fontsize=8)
         ax.set_title(f"{METHOD_LABELS[m]} − {METHOD_LABELS[BASELINE_OF[m]]}", fontsize=9)
-        ax.legend(fontsize=7, ncol=3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -675,8 +701,9 @@ def main(argv: list[str] | None = None) -> None:
         diffusion=cfg.get("diffusion", {}),
     )
     res = Path(a.results)
-    tables = build_tables(res, res / "tables" / "pruning", published_csv=a.published, **common)
-    figures = build_figures(res, res / "figures" / "pruning", **common)
+    files = find_eval_files(res)
+    tables = build_tables(files, res / "tables" / "pruning", published_csv=a.published, **common)
+    figures = build_figures(files, res / "figures" / "pruning", **common)
     print(f"{len(tables)} table files, {len(figures)} figure files")
 
 

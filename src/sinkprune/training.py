@@ -319,11 +319,11 @@ def train_model(
     gen = torch.Generator().manual_seed(seed + 1)
     log.info("%s model: %d parameters", kind, n_params(model))
 
-    # resume from a checkpoint of the same run (same settings, tokenizer and data size)
+    # resume only from a checkpoint of the same run: same settings, seed and token stream
     signature = hashlib.sha256(
-        json.dumps([kind, arch, asdict(spec), seed, vocab, len(train_tokens)], sort_keys=True)
-        .encode()
-    ).hexdigest()  # fmt: skip
+        json.dumps([kind, arch, asdict(spec), seed, vocab], sort_keys=True).encode()
+        + train_tokens.numpy().tobytes()
+    ).hexdigest()
     resume_path = resume_file(out_dir)
     step, elapsed_before, curve, window_losses = 0, 0.0, [], []
     if resume_path.is_file():
@@ -415,6 +415,7 @@ def train_model(
             "split": str(valid_txt),
             "windows": len(windows),
             "seq_len": spec.seq_len,
+            "units": "nats",
             "unigram_entropy": unigram,
             **heldout,
         },

@@ -100,7 +100,7 @@ from sinkprune.evaluation.tasks import LOCAL_TASKS
 
 EVAL_TASKS = list(config["evaluation"]["tasks"])
 EVAL_LOCAL = [t for t in EVAL_TASKS if t in LOCAL_TASKS]
-if EVAL_LOCAL and not config["evaluation"]["include_local_tasks"]:
+if EVAL_LOCAL and not config["evaluation"].get("include_local_tasks", True):
     raise ConfigError(
         f"evaluation.tasks lists local tasks {EVAL_LOCAL} but "
         "evaluation.include_local_tasks is false"
@@ -111,7 +111,7 @@ def local_task_params(wildcards):
     """n_items, seed and the token budget of the local tasks: the shortest max length of the
     evaluated embedded models, and the complete_line task's gen_length."""
     lengths = [
-        config["models"][m]["arch"]["max_sequence_length"]
+        config["models"][m]["arch"].get("max_sequence_length", 64)
         for m in config["evaluation"]["models"]
         if "arch" in config["models"][m]
     ]
@@ -143,8 +143,12 @@ def eval_task_params(wildcards):
 
 
 def eval_run_params(wildcards):
-    """Heldout settings (evaluation.heldout) and the seed."""
-    return {"heldout": dict(config["evaluation"]["heldout"]), "seed": config["seed"]}
+    """Heldout settings (evaluation.heldout), the seed, and whether the job must see a GPU."""
+    return {
+        "heldout": dict(config["evaluation"]["heldout"]),
+        "seed": config["seed"],
+        "require_gpu": res.gpus("evaluate", model_cfg(wildcards)) > 0,
+    }
 
 
 # ------------------------------------------------------------- resources ---

@@ -5,7 +5,7 @@
 rule tables:
     input:
         evals=eval_targets(),
-        published="resources/paper_results.csv",
+        published=f"{workflow.basedir}/resources/paper_results.csv",  # shipped with the repo
     output:
         report(
             directory(f"{RESULTS}/tables/pruning"),
@@ -27,7 +27,6 @@ rule tables:
         mem_mb=2000,
         runtime=10,
     params:
-        results=RESULTS,
         models=config["models"],
         evaluation=config["evaluation"],
         pruning=config["pruning"],
@@ -61,7 +60,6 @@ rule figures:
         mem_mb=2000,
         runtime=10,
     params:
-        results=RESULTS,
         models=config["models"],
         evaluation=config["evaluation"],
         pruning=config["pruning"],

@@ -7,7 +7,7 @@ from sinkprune.report import build_figures
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 p = snakemake.params
 files = build_figures(
-    p.results,
+    snakemake.input.evals,
     snakemake.output[0],
     p.models,
     p.evaluation,

@@ -7,7 +7,7 @@ from sinkprune.report import build_tables
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 p = snakemake.params
 files = build_tables(
-    p.results,
+    snakemake.input.evals,
     snakemake.output[0],
     p.models,
     p.evaluation,

@@ -84,14 +84,22 @@ def evaluate_checkpoint(
     device: str = "auto",
     dtype: str = "auto",
     threads: int = 1,
+    require_gpu: bool = False,
 ) -> None:
     """Evaluate one checkpoint on every task of `task_outputs` (named `{task}.json`), each with
     its `tasks[name]` settings, and write heldout.json (method.md §7, heldout.py).
 
     `task_files`: the local task YAMLs (their folder becomes lm-eval's include_path), or None.
+    `require_gpu`: fail early when CUDA is not visible (hub-sized models; Snakemake silently
+    drops a `gpu=1` request where no GPU is declared).
     """
     import torch
 
+    if require_gpu and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"evaluating {checkpoint} needs a GPU (the job asked for gpu=1) but torch sees none; "
+            "run on a GPU node (e.g. --profile profiles/slurm) or declare the GPU to Snakemake"
+        )
     torch.set_num_threads(max(1, int(threads)))
     names = [Path(p).stem for p in task_outputs]
     missing = [n for n in names if n not in tasks]

@@ -1,14 +1,15 @@
 """Local lm-eval tasks built from the corpus test split (rule `local_tasks`), fully offline.
 
 - `shakespeare_next_line` (multiple choice): given a line, pick the true next line of the same
-  speech among it and 3 lines of similar token length from other speeches. Chance 25%.
+  speech among it and 3 lines of the same token length from other speeches. Chance 25%.
 - `shakespeare_last_word` (multiple choice): given the previous line and a line without its last
   word, pick the true last word among it and 3 words of similar corpus frequency. Chance 25%.
 - `shakespeare_complete_line` (generation, exact match): given the previous line and the first
   part of a line, generate the rest of the line (up to the newline). Chance ≈ 0.
 
 Every item fits in `max_tokens` tokens of the project tokenizer (context + longest answer, or
-context + `gen_tokens` for generation). Each task is a YAML with `dataset_path: json` and
+context + `gen_tokens` for generation): contexts lose leading words, and next_line's context and
+choices are cut to half the budget each (contexts keep their end, choices their start). Each task is a YAML with `dataset_path: json` and
 ABSOLUTE `data_files` (lm-eval resolves relative paths from the working directory), a test JSONL
 (`n_items`) and a train JSONL (few-shot pool, disjoint items). Importing this module is cheap.
 """
@@ -157,8 +158,8 @@ def mc_item(context: str, choices: list[str], rng: random.Random) -> dict:
 
 def next_line_items(lines: list[Line], budget: Budget, rng: random.Random, need: int) -> list[dict]:
     """Context = line i (its last words if too long), answer = line i+1 (its first words if too
-    long), each within half the budget; distractors are other speeches' lines cut the same way
-    with a token length within 2 of the answer's."""
+    long), each within half the budget; distractors are other speeches' lines cut the same way,
+    with the answer's token count (or the nearest, within 2)."""
     half = (budget.max_tokens - MARGIN) // 2
     heads: list[tuple[str, int] | None] = []
     by_len: dict[int, list[tuple[str, int]]] = {}
@@ -176,9 +177,17 @@ def next_line_items(lines: list[Line], budget: Budget, rng: random.Random, need:
         if context is None or answer is None:
             continue
         nb = budget.n("\n" + answer[0])
-        near = {t for n in range(nb - 2, nb + 3) for t, blk in by_len.get(n, []) if blk != a.block}
-        near = sorted(near - {answer[0]})
-        if len(near) < N_CHOICES - 1:
+        for width in range(3):  # same token count if possible: no length bias in the sums
+            near = {
+                t
+                for n in range(nb - width, nb + width + 1)
+                for t, blk in by_len.get(n, [])
+                if blk != a.block
+            }
+            near = sorted(near - {answer[0]})
+            if len(near) >= N_CHOICES - 1:
+                break
+        else:
             continue
         choices = [answer[0], *rng.sample(near, N_CHOICES - 1)]
         if budget.fits(context, max(budget.n("\n" + c) for c in choices)):
@@ -305,8 +314,8 @@ every item fits in {max_tokens} tokens of the project tokenizer. Load with
 |---|---|---|---|---|
 {rows}
 
-- next_line: the true next line of the speech vs 3 lines of similar token length from other
-  speeches (4 choices, chance 25%).
+- next_line: the true next line of the speech vs 3 lines with the same number of tokens (or
+  the nearest, within 2) from other speeches (4 choices, chance 25%).
 - last_word: the true last word of a line vs 3 words of similar corpus frequency (rank ±10),
   with the previous line as extra context (4 choices, chance 25%).
 - complete_line: generate the last 1-3 words of a line given the previous line and its start;
