@@ -30,7 +30,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
     return proc
 
 
@@ -52,9 +54,13 @@ def test_micro_workflow_produces_tables(micro_run: Path):
     sink_table = pd.read_csv(res / "tables" / "sink_properties.csv")
     assert len(sink_table) > 0
     for variant in ("dense", "wanda_unstructured_0.5", "sink_unstructured_0.5"):
-        report = json.loads((res / "tiny-dlm" / "pruned" / variant / "prune_report.json").read_text())
+        report = json.loads(
+            (res / "tiny-dlm" / "pruned" / variant / "prune_report.json").read_text()
+        )
         assert report["method"] == variant.split("_unstructured")[0]
-        out = json.loads((res / "tiny-dlm" / "eval" / variant / "shakespeare_next_line.json").read_text())
+        out = json.loads(
+            (res / "tiny-dlm" / "eval" / variant / "shakespeare_next_line.json").read_text()
+        )
         assert "shakespeare_next_line" in out["results"]
     tables = sorted(p.name for p in (res / "tables").rglob("*") if p.is_file())
     assert any(name.endswith(".md") for name in tables)
