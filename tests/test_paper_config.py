@@ -104,12 +104,15 @@ def expected_jobs(cfg) -> Counter:
         sink_figures=1,
         # one prune job per variant, dense included (it writes the dense checkpoint's report)
         prune=sum(len(variants(cfg, m)) for m in cfg["pruning"]["models"]),
-        # one evaluate job per (model, variant) runs every task
-        evaluate=sum(len(variants(cfg, m)) for m in cfg["evaluation"]["models"]),
         tables=1,
         figures=1,
         all=1,
     )
+    n_eval = sum(len(variants(cfg, m)) for m in cfg["evaluation"]["models"])
+    if cfg["evaluation"]["job_per"] == "variant":  # one job runs every task and heldout
+        n.update(evaluate=n_eval)
+    else:  # one job per (variant, task), heldout on its own
+        n.update(evaluate=n_eval * len(cfg["evaluation"]["tasks"]), heldout=n_eval)
     if trained:
         n.update(tokenizer=1, train_model=len(trained))
     if cfg["evaluation"]["include_local_tasks"]:

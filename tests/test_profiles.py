@@ -30,7 +30,7 @@ def rule_blocks() -> dict[str, str]:
     blocks = {}
     for path in RULE_FILES:
         text = path.read_text()
-        parts = re.split(r"^rule (\w+):\n", text, flags=re.M)
+        parts = re.split(r"^ *rule (\w+):\n", text, flags=re.M)
         for name, body in zip(parts[1::2], parts[2::2], strict=True):
             blocks[name] = body.split("\n\n\n")[0]
     return blocks
@@ -51,7 +51,7 @@ def test_every_rule_has_log_conda_and_gpu_resource():
     assert {"download_model", "tables", "figures"} <= set(blocks)
     for name, body in blocks.items():
         for key in ("log:", "conda:", "resources:"):
-            assert f"    {key}" in body, f"rule {name} has no {key}"
+            assert re.search(rf"^ +{key}", body, flags=re.M), f"rule {name} has no {key}"
         assert re.search(r"gpu=(0|gpu_for\(\"\w+\"\))", body), f"rule {name}: no gpu resource"
         assert "lambda" not in body, f"rule {name} uses a lambda"
         if "gpu=0" in body:
@@ -97,7 +97,7 @@ def test_slurm_profile_maps_every_gpu_rule():
     assert prof["latency-wait"] >= 30
     assert set(prof["default-resources"]) >= {"slurm_account", "slurm_partition", "mem_mb"}
     rules = gpu_rules()
-    assert set(rules) == {"attention_mass", "prune", "evaluate"}
+    assert set(rules) == {"attention_mass", "prune", "evaluate", "heldout"}
     assert set(prof["set-resources"]) == set(rules)
     for rule, settings in prof["set-resources"].items():
         assert settings["gpu"] == 1, rule
@@ -263,6 +263,6 @@ def test_slurm_profile_dry_run_builds_the_paper_dag(tmp_path):
         m = re.match(r"rule (\w+):", block)
         if not m or "resources:" not in block:
             continue
-        on_gpu = m.group(1) in {"attention_mass", "prune", "evaluate"}
+        on_gpu = m.group(1) in {"attention_mass", "prune", "evaluate", "heldout"}
         assert ("slurm_partition=$SINKPRUNE_GPU_PARTITION" in block) == on_gpu, block
         assert ("gpu=1" in block) == on_gpu, block

@@ -131,7 +131,7 @@ def job_size(stage: str, config: Mapping, wildcards: Mapping | None = None) -> d
         out["task_cfg"] = dict(tasks.get(task, {}))
     elif stage == "evaluate":  # one job runs every task and the held-out likelihood
         out["tasks"] = {name: dict(t) for name, t in tasks.items()}
-    if stage in {"heldout", "evaluate"}:
+    if stage == "heldout" or (stage == "evaluate" and not task):
         h = config.get("evaluation", {}).get("heldout", {})
         out["heldout"] = (
             h.get("n_sequences", 64),

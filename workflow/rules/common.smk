@@ -1,5 +1,6 @@
 # Config validation, input functions, target lists and resource functions.
 # Plain Python helpers; the logic they call lives in src/sinkprune/ (config.py, resources.py).
+import re
 from pathlib import Path
 
 from sinkprune import resources as res
@@ -136,10 +137,17 @@ def eval_inputs(wildcards):
     return inputs
 
 
+EVAL_JOB_PER = config["evaluation"]["job_per"]
+EVAL_TASK_PATTERN = "|".join(re.escape(t) for t in EVAL_TASKS)
+
+
 def eval_task_params(wildcards):
     """{task: settings} of evaluation.tasks (num_fewshot, cfg, mc_num, batch_size, limit,
-    metric, gen_length, steps, block_length)."""
-    return {t: dict(s) for t, s in config["evaluation"]["tasks"].items()}
+    metric, gen_length, steps, block_length): every task, or the job's `task` wildcard.
+    """
+    tasks = config["evaluation"]["tasks"]
+    names = [wildcards.task] if "task" in wildcards.keys() else list(tasks)
+    return {t: dict(tasks[t]) for t in names}
 
 
 def eval_run_params(wildcards):

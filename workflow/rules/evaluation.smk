@@ -1,6 +1,7 @@
 # Local lm-eval tasks and evaluation of every checkpoint (config/README.md#evaluation,
-# method.md §7). One `evaluate` job per (model, variant) runs all tasks, amortising lm-eval's
-# start-up, and writes one JSON per task plus heldout.json.
+# method.md §7). With evaluation.job_per: variant (default) one `evaluate` job per (model, variant)
+# runs all tasks, amortising lm-eval's start-up, and writes one JSON per task plus heldout.json;
+# with job_per: task each (variant, task) is its own job and `heldout` runs separately.
 
 
 rule local_tasks:
@@ -32,29 +33,79 @@ rule local_tasks:
         "../scripts/local_tasks.py"
 
 
-rule evaluate:
-    input:
-        unpack(eval_inputs),
-    output:
-        tasks=expand(
-            f"{RESULTS}/{{model}}/eval/{{variant}}/{{task}}.json",
-            task=EVAL_TASKS,
-            allow_missing=True,
-        ),
-        heldout=f"{RESULTS}/{{model}}/eval/{{variant}}/heldout.json",
-    log:
-        "logs/evaluate/{model}/{variant}.log",
-    benchmark:
-        "benchmarks/evaluate/{model}/{variant}.tsv"
-    conda:
-        "../../envs/torch.yaml"
-    threads: res.threads("evaluate")
-    resources:
-        gpu=gpu_for("evaluate"),
-        mem_mb=mem_mb_for("evaluate"),
-        runtime=runtime_for("evaluate"),
-    params:
-        tasks=eval_task_params,
-        run=eval_run_params,
-    script:
-        "../scripts/evaluate.py"
+if EVAL_JOB_PER == "variant":
+
+    rule evaluate:
+        input:
+            unpack(eval_inputs),
+        output:
+            tasks=expand(
+                f"{RESULTS}/{{model}}/eval/{{variant}}/{{task}}.json",
+                task=EVAL_TASKS,
+                allow_missing=True,
+            ),
+            heldout=f"{RESULTS}/{{model}}/eval/{{variant}}/heldout.json",
+        log:
+            "logs/evaluate/{model}/{variant}.log",
+        benchmark:
+            "benchmarks/evaluate/{model}/{variant}.tsv"
+        conda:
+            "../../envs/torch.yaml"
+        threads: res.threads("evaluate")
+        resources:
+            gpu=gpu_for("evaluate"),
+            mem_mb=mem_mb_for("evaluate"),
+            runtime=runtime_for("evaluate"),
+        params:
+            tasks=eval_task_params,
+            run=eval_run_params,
+        script:
+            "../scripts/evaluate.py"
+
+else:
+
+    rule evaluate:
+        input:
+            unpack(eval_inputs),
+        output:
+            tasks=[f"{RESULTS}/{{model}}/eval/{{variant}}/{{task}}.json"],
+        log:
+            "logs/evaluate/{model}/{variant}/{task}.log",
+        benchmark:
+            "benchmarks/evaluate/{model}/{variant}/{task}.tsv"
+        wildcard_constraints:
+            task=EVAL_TASK_PATTERN,
+        conda:
+            "../../envs/torch.yaml"
+        threads: res.threads("evaluate")
+        resources:
+            gpu=gpu_for("evaluate"),
+            mem_mb=mem_mb_for("evaluate"),
+            runtime=runtime_for("evaluate"),
+        params:
+            tasks=eval_task_params,
+            run=eval_run_params,
+        script:
+            "../scripts/evaluate.py"
+
+    rule heldout:
+        input:
+            unpack(eval_inputs),
+        output:
+            heldout=f"{RESULTS}/{{model}}/eval/{{variant}}/heldout.json",
+        log:
+            "logs/heldout/{model}/{variant}.log",
+        benchmark:
+            "benchmarks/heldout/{model}/{variant}.tsv"
+        conda:
+            "../../envs/torch.yaml"
+        threads: res.threads("heldout")
+        resources:
+            gpu=gpu_for("heldout"),
+            mem_mb=mem_mb_for("heldout"),
+            runtime=runtime_for("heldout"),
+        params:
+            tasks={},
+            run=eval_run_params,
+        script:
+            "../scripts/evaluate.py"

@@ -1,4 +1,4 @@
-"""Rule `evaluate`: every task + heldout.json for one checkpoint (sinkprune.evaluation.run)."""
+"""Rules `evaluate` / `heldout`: task JSONs and/or heldout.json of one checkpoint."""
 
 import logging
 
@@ -9,9 +9,9 @@ logging.basicConfig(
 )
 evaluate_checkpoint(
     snakemake.input.checkpoint,
-    list(snakemake.output.tasks),
+    list(snakemake.output.get("tasks", [])),
     snakemake.params.tasks,
-    snakemake.output.heldout,
+    snakemake.output.get("heldout"),
     test_txt=snakemake.input.test,
     task_files=snakemake.input.get("tasks"),
     threads=snakemake.threads,

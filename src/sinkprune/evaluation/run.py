@@ -76,7 +76,7 @@ def evaluate_checkpoint(
     checkpoint: str | Path,
     task_outputs: list[str | Path],
     tasks: dict[str, dict],
-    heldout_output: str | Path,
+    heldout_output: str | Path | None,
     heldout: dict,
     test_txt: str | Path,
     task_files: list[str | Path] | None = None,
@@ -87,7 +87,8 @@ def evaluate_checkpoint(
     require_gpu: bool = False,
 ) -> None:
     """Evaluate one checkpoint on every task of `task_outputs` (named `{task}.json`), each with
-    its `tasks[name]` settings, and write heldout.json (method.md §7, heldout.py).
+    its `tasks[name]` settings, and write heldout.json (method.md §7, heldout.py) unless
+    `heldout_output` is None (evaluation.job_per: task runs it as its own job).
 
     `task_files`: the local task YAMLs (their folder becomes lm-eval's include_path), or None.
     `require_gpu`: fail early when CUDA is not visible (hub-sized models; Snakemake silently
@@ -140,6 +141,8 @@ def evaluate_checkpoint(
         payload = task_payload(name, res, settings, model_dir, time.time() - start)
         write_json(out_path, payload)
         log.info("%s: %s = %.4f -> %s", name, payload["metric"], payload["score"], out_path)
+    if heldout_output is None:
+        return
     start = time.time()
     result = heldout_eval(
         lm.adapter,
