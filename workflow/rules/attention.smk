@@ -14,7 +14,7 @@ rule attention_mass:
         "benchmarks/attention_mass/{model}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: res.threads("attention_mass")
+    threads: threads_for("attention_mass")
     resources:
         gpu=gpu_for("attention_mass"),
         mem_mb=mem_mb_for("attention_mass"),

@@ -178,6 +178,15 @@ def runtime_for(stage):
     return runtime
 
 
+def threads_for(stage):
+    """`threads` of `stage` for the job's model (1 for embedded models)."""
+
+    def threads(wildcards):
+        return res.threads(stage, model_cfg(wildcards))
+
+    return threads
+
+
 def gpu_for(stage):
     def gpu(wildcards):
         return res.gpus(stage, model_cfg(wildcards))

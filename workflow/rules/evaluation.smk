@@ -51,7 +51,7 @@ if EVAL_JOB_PER == "variant":
             "benchmarks/evaluate/{model}/{variant}.tsv"
         conda:
             "../../envs/torch.yaml"
-        threads: res.threads("evaluate")
+        threads: threads_for("evaluate")
         resources:
             gpu=gpu_for("evaluate"),
             mem_mb=mem_mb_for("evaluate"),
@@ -77,7 +77,7 @@ else:
             task=EVAL_TASK_PATTERN,
         conda:
             "../../envs/torch.yaml"
-        threads: res.threads("evaluate")
+        threads: threads_for("evaluate")
         resources:
             gpu=gpu_for("evaluate"),
             mem_mb=mem_mb_for("evaluate"),
@@ -99,7 +99,7 @@ else:
             "benchmarks/heldout/{model}/{variant}.tsv"
         conda:
             "../../envs/torch.yaml"
-        threads: res.threads("heldout")
+        threads: threads_for("heldout")
         resources:
             gpu=gpu_for("heldout"),
             mem_mb=mem_mb_for("heldout"),

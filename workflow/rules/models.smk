@@ -37,7 +37,7 @@ rule train_model:
         "benchmarks/train_model/{model}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: res.threads("train")
+    threads: threads_for("train")
     resources:
         gpu=gpu_for("train"),
         mem_mb=mem_mb_for("train"),

@@ -14,7 +14,7 @@ rule prune:
         "benchmarks/prune/{model}/{variant}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: res.threads("prune")
+    threads: threads_for("prune")
     resources:
         gpu=gpu_for("prune"),
         mem_mb=mem_mb_for("prune"),
