@@ -7,9 +7,12 @@ probability tensor is never materialised; the layer's output still comes from SD
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.utils import ModelOutput
 
 
 class RMSNorm(nn.Module):
@@ -86,3 +89,50 @@ def attention(
     out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     mass = column_mass(q, k, causal, mass_chunk) if mass_chunk else None
     return out, mass
+
+
+@dataclass
+class DLMOutput(ModelOutput):
+    """logits (B, T, V); attention_mass (L, B, T) fp32 when requested."""
+
+    logits: torch.Tensor | None = None
+    attention_mass: torch.Tensor | None = None
+
+
+class TransformerLMMixin:
+    """What both families share: weight init, RoPE tables and the forward loop over blocks.
+
+    A family provides `blocks`, `embed(input_ids)` and `head(h)`; each block is called as
+    `block(h, cos, sin, mass_chunk) -> (h, mass or None)`.
+    """
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+        elif isinstance(module, RMSNorm):
+            nn.init.ones_(module.weight)
+
+    def rope(self, seq_len: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        return rope_cos_sin(seq_len, self.config.head_dim, self.config.rope_theta, device)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        output_attention_mass: bool = False,
+        mass_chunk: int = 256,
+        **_,
+    ) -> DLMOutput:
+        h = self.embed(input_ids)
+        cos, sin = self.rope(input_ids.shape[1], input_ids.device)
+        masses = []
+        for block in self.blocks:
+            h, mass = block(h, cos, sin, mass_chunk if output_attention_mass else None)
+            if mass is not None:
+                masses.append(mass)
+        return DLMOutput(
+            logits=self.head(h), attention_mass=torch.stack(masses) if masses else None
+        )

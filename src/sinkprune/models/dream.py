@@ -11,8 +11,7 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .common import RMSNorm, apply_rope, attention, rope_cos_sin
-from .llada import DLMOutput
+from .common import RMSNorm, TransformerLMMixin, apply_rope, attention
 
 
 class DreamConfig(PretrainedConfig):
@@ -107,7 +106,7 @@ class DreamBackbone(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
-class DreamModel(PreTrainedModel):
+class DreamModel(TransformerLMMixin, PreTrainedModel):
     config_class = DreamConfig
     base_model_prefix = "model"
     _no_split_modules = ["DreamBlock"]
@@ -119,43 +118,12 @@ class DreamModel(PreTrainedModel):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
-
     @property
     def blocks(self) -> nn.ModuleList:
         return self.model.layers
-
-    def rope(self, seq_len: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        return rope_cos_sin(seq_len, self.config.head_dim, self.config.rope_theta, device)
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model.embed_tokens(input_ids)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return self.lm_head(self.model.norm(h))
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        output_attention_mass: bool = False,
-        mass_chunk: int = 256,
-        **_,
-    ) -> DLMOutput:
-        h = self.embed(input_ids)
-        cos, sin = self.rope(input_ids.shape[1], input_ids.device)
-        masses = []
-        for block in self.blocks:
-            h, mass = block(h, cos, sin, mass_chunk if output_attention_mass else None)
-            if mass is not None:
-                masses.append(mass)
-        return DLMOutput(
-            logits=self.head(h), attention_mass=torch.stack(masses) if masses else None
-        )

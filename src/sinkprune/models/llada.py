@@ -7,14 +7,11 @@ without `trust_remote_code`. `causal=True` turns the same code into the autoregr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
-from transformers.utils import ModelOutput
 
-from .common import RMSNorm, apply_rope, attention, rope_cos_sin
+from .common import RMSNorm, TransformerLMMixin, apply_rope, attention
 
 
 class LLaDAConfig(PretrainedConfig):
@@ -61,14 +58,6 @@ class LLaDAConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
 
-@dataclass
-class DLMOutput(ModelOutput):
-    """logits (B, T, V); attention_mass (L, B, T) fp32 when requested."""
-
-    logits: torch.Tensor | None = None
-    attention_mass: torch.Tensor | None = None
-
-
 class LLaDABlock(nn.Module):
     def __init__(self, cfg: LLaDAConfig):
         super().__init__()
@@ -113,7 +102,7 @@ class LLaDATransformer(nn.Module):
         )
 
 
-class LLaDAModelLM(PreTrainedModel):
+class LLaDAModelLM(TransformerLMMixin, PreTrainedModel):
     config_class = LLaDAConfig
     base_model_prefix = "model"
     _no_split_modules = ["LLaDABlock"]
@@ -124,22 +113,9 @@ class LLaDAModelLM(PreTrainedModel):
         self.model = LLaDATransformer(config)
         self.post_init()
 
-    def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
-
     @property
     def blocks(self) -> nn.ModuleList:
         return self.model.transformer.blocks
-
-    def rope(self, seq_len: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        return rope_cos_sin(seq_len, self.config.head_dim, self.config.rope_theta, device)
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model.transformer.wte(input_ids)
@@ -147,21 +123,3 @@ class LLaDAModelLM(PreTrainedModel):
     def head(self, h: torch.Tensor) -> torch.Tensor:
         t = self.model.transformer
         return t.ff_out(t.ln_f(h))
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        output_attention_mass: bool = False,
-        mass_chunk: int = 256,
-        **_,
-    ) -> DLMOutput:
-        h = self.embed(input_ids)
-        cos, sin = self.rope(input_ids.shape[1], input_ids.device)
-        masses = []
-        for block in self.blocks:
-            h, mass = block(h, cos, sin, mass_chunk if output_attention_mass else None)
-            if mass is not None:
-                masses.append(mass)
-        return DLMOutput(
-            logits=self.head(h), attention_mass=torch.stack(masses) if masses else None
-        )
