@@ -4,26 +4,13 @@ per group, magnitude's per-matrix threshold — each against a numpy computation
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_llada
 
-from sinkprune.models import LLaDAConfig, LLaDAModelLM, get_adapter
+from sinkprune.models import get_adapter
 from sinkprune.pruning import CalibrationData, PruneSpec, prune_model
 from sinkprune.pruning.select import nm_mask, per_matrix_mask, per_row_mask, select_mask
 
 torch.set_num_threads(1)
-
-
-def tiny_llada(seed=0):
-    torch.manual_seed(seed)
-    cfg = LLaDAConfig(
-        d_model=32,
-        n_layers=2,
-        n_heads=4,
-        mlp_hidden_size=64,
-        vocab_size=40,
-        max_sequence_length=16,
-        mask_token_id=39,
-    )
-    return LLaDAModelLM(cfg).eval()
 
 
 def reference_row_mask(S: np.ndarray, p: float) -> np.ndarray:

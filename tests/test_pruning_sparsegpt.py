@@ -6,8 +6,9 @@ import logging
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_llada
 
-from sinkprune.models import LLaDAConfig, LLaDAModelLM, get_adapter
+from sinkprune.models import get_adapter
 from sinkprune.pruning import CalibrationData, PruneSpec, SinkData, prune_model
 from sinkprune.pruning.sparsegpt_solver import CholeskyError, sparsegpt_solve
 
@@ -118,20 +119,6 @@ def test_cholesky_gives_up_with_clear_error(caplog):
     with caplog.at_level(logging.WARNING), pytest.raises(CholeskyError, match="percdamp"):
         sparsegpt_solve(torch.randn(3, 2), H, 0.5, name="block 0 q_proj")
     assert caplog.text.count("Cholesky failed") == 4  # first try + 3 retries
-
-
-def tiny_llada(seed=0):
-    torch.manual_seed(seed)
-    cfg = LLaDAConfig(
-        d_model=32,
-        n_layers=2,
-        n_heads=4,
-        mlp_hidden_size=64,
-        vocab_size=40,
-        max_sequence_length=16,
-        mask_token_id=39,
-    )
-    return LLaDAModelLM(cfg).eval()
 
 
 def calib(mean_omega=None):

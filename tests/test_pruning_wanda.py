@@ -6,28 +6,15 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_llada
 
-from sinkprune.models import LLaDAConfig, LLaDAModelLM, get_adapter
+from sinkprune.models import get_adapter
 from sinkprune.pruning import CalibrationData, PruneSpec, SinkData, prune_model
 from sinkprune.pruning.driver import sequential
 from sinkprune.pruning.stats import MeanSquaredNorm
 
 torch.set_num_threads(1)
 N, T, V = 5, 16, 40
-
-
-def tiny_llada(seed=0):
-    torch.manual_seed(seed)
-    cfg = LLaDAConfig(
-        d_model=32,
-        n_layers=2,
-        n_heads=4,
-        mlp_hidden_size=64,
-        vocab_size=V,
-        max_sequence_length=T,
-        mask_token_id=V - 1,
-    )
-    return LLaDAModelLM(cfg).eval()
 
 
 def tokens(seed=1, n=N):
