@@ -1,12 +1,9 @@
 """Rule `attention_mass`: mass.parquet (sinkprune.attention.compute_attention_mass)."""
 
-import logging
-
 from sinkprune.attention import compute_attention_mass
+from sinkprune.logs import log_to
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
-)
+log_to(snakemake.log[0])
 p = snakemake.params
 compute_attention_mass(
     snakemake.input.model,

@@ -1,12 +1,9 @@
 """Rule `calibration`: samples.parquet (sinkprune.calibration.build_calibration)."""
 
-import logging
-
 from sinkprune.calibration import build_calibration
+from sinkprune.logs import log_to
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
-)
+log_to(snakemake.log[0])
 p = snakemake.params
 build_calibration(
     snakemake.input.train,

@@ -1,12 +1,9 @@
 """Rule `corpus`: train/valid/test splits and stats.json (sinkprune.corpus.make_corpus)."""
 
-import logging
-
 from sinkprune.corpus import make_corpus
+from sinkprune.logs import log_to
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
-)
+log_to(snakemake.log[0])
 out = snakemake.output
 make_corpus(
     dict(snakemake.params.corpus),

@@ -1,10 +1,9 @@
 """Snakemake wrapper: download one hub model into resources/models/{model}/ (sinkprune.hub)."""
 
-import logging
-
 from sinkprune.hub import download_model
+from sinkprune.logs import log_to
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log_to(snakemake.log[0])
 spec = snakemake.params.spec
 download_model(
     spec["hub_id"],

@@ -1,12 +1,9 @@
 """Rules `evaluate` / `heldout`: task JSONs and/or heldout.json of one checkpoint."""
 
-import logging
-
 from sinkprune.evaluation.run import evaluate_checkpoint
+from sinkprune.logs import log_to
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
-)
+log_to(snakemake.log[0])
 evaluate_checkpoint(
     snakemake.input.checkpoint,
     list(snakemake.output.get("tasks", [])),

@@ -1,13 +1,11 @@
 """Rule `local_tasks`: lm-eval YAML + JSONL tasks from the test split (sinkprune.evaluation.tasks)."""
 
-import logging
 from pathlib import Path
 
 from sinkprune.evaluation.tasks import make_local_tasks
+from sinkprune.logs import log_to
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
-)
+log_to(snakemake.log[0])
 make_local_tasks(
     snakemake.input.test,
     Path(snakemake.input.tokenizer).parent,

@@ -1,13 +1,11 @@
 """Rule `prune`: pruned HF checkpoint + prune_report.json (sinkprune.pruning.prune_checkpoint)."""
 
-import logging
 from pathlib import Path
 
+from sinkprune.logs import log_to
 from sinkprune.pruning import prune_checkpoint
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
-)
+log_to(snakemake.log[0])
 inp = snakemake.input
 prune_checkpoint(
     inp.model,

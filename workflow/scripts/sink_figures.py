@@ -1,13 +1,11 @@
 """Rule `sink_figures`: heatmaps, dominant positions, metric bars, GIF (sinkprune.sink_figures)."""
 
-import logging
 from pathlib import Path
 
+from sinkprune.logs import log_to
 from sinkprune.sink_figures import make_sink_figures
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
-)
+log_to(snakemake.log[0])
 p = snakemake.params
 make_sink_figures(
     list(snakemake.input.scores),

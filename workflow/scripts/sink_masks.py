@@ -1,12 +1,9 @@
 """Rule `sink_masks`: scores.parquet from mass.parquet (sinkprune.sinks.compute_sink_scores)."""
 
-import logging
-
+from sinkprune.logs import log_to
 from sinkprune.sinks import compute_sink_scores
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
-)
+log_to(snakemake.log[0])
 p = snakemake.params
 compute_sink_scores(
     snakemake.input.mass,

@@ -2,9 +2,10 @@
 
 import logging
 
+from sinkprune.logs import log_to
 from sinkprune.report import build_tables
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+log_to(snakemake.log[0])
 p = snakemake.params
 files = build_tables(
     snakemake.input.evals,

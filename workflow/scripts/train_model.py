@@ -1,13 +1,11 @@
 """Rule `train_model`: one embedded model in results/models/{model}/ (sinkprune.training)."""
 
-import logging
 import os
 
+from sinkprune.logs import log_to
 from sinkprune.training import train_model
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
-)
+log_to(snakemake.log[0])
 spec = snakemake.params.spec
 train_model(
     snakemake.input.train,

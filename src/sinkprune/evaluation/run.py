@@ -120,7 +120,8 @@ def evaluate_checkpoint(
     lm = SinkpruneDLM(pretrained=str(model_dir), seed=seed, device=device, dtype=dtype)
     log.info("loaded %s on %s", model_dir, lm.device)
     include = str(tasks_dir) if tasks_dir else None
-    manager = TaskManager(include_path=include, include_defaults=not all_local)
+    # indexing lm-eval's built-in tasks takes 20-40 s: only when there are tasks to run
+    manager = TaskManager(include_path=include, include_defaults=not all_local) if names else None
     for name, out_path in zip(names, task_outputs, strict=True):
         settings = dict(tasks[name])
         lm.set_settings(**{k: settings[k] for k in MODEL_SETTINGS if k in settings})
