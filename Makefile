@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_DATASETS_OFFLINE ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run report test lint format clean
+.PHONY: setup run report test lint format clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,9 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python -m sinkprune.bench --out results/bench
 
 format: setup
 	$(BIN)/ruff format src workflow tests

@@ -1,0 +1,3 @@
+from sinkprune.bench import main
+
+main()
