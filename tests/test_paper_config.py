@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sinkprune.config import timestep_grid, validate_config, variants
+from sinkprune.config import NORM_METHODS, timestep_grid, validate_config, variants
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "paper.yaml"
@@ -100,6 +100,11 @@ def expected_jobs(cfg) -> Counter:
         attention_mass=len(models),
         sink_masks=len(models),
         sink_stats=len(models),
+        # one statistics pass per pruned model that has a sink / sink_sp variant
+        sink_norms=sum(
+            any(v.method in NORM_METHODS for v in variants(cfg, m))
+            for m in cfg["pruning"]["models"]
+        ),
         sink_properties=1,
         sink_figures=1,
         # one prune job per variant, dense included (it writes the dense checkpoint's report)

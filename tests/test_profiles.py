@@ -97,7 +97,7 @@ def test_slurm_profile_maps_every_gpu_rule():
     assert prof["latency-wait"] >= 30
     assert set(prof["default-resources"]) >= {"slurm_account", "slurm_partition", "mem_mb"}
     rules = gpu_rules()
-    assert set(rules) == {"attention_mass", "prune", "evaluate", "heldout"}
+    assert set(rules) == {"attention_mass", "sink_norms", "prune", "evaluate", "heldout"}
     assert set(prof["set-resources"]) == set(rules)
     for rule, settings in prof["set-resources"].items():
         assert settings["gpu"] == 1, rule
@@ -263,6 +263,6 @@ def test_slurm_profile_dry_run_builds_the_paper_dag(tmp_path):
         m = re.match(r"rule (\w+):", block)
         if not m or "resources:" not in block:
             continue
-        on_gpu = m.group(1) in {"attention_mass", "prune", "evaluate", "heldout"}
+        on_gpu = m.group(1) in {"attention_mass", "sink_norms", "prune", "evaluate", "heldout"}
         assert ("slurm_partition=$SINKPRUNE_GPU_PARTITION" in block) == on_gpu, block
         assert ("gpu=1" in block) == on_gpu, block

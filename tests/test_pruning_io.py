@@ -15,6 +15,7 @@ from sinkprune.calibration import NoiseSpec, noised_batch, write_samples
 from sinkprune.models import LLaDAConfig, LLaDAModelLM, get_adapter, load_model
 from sinkprune.pruning import PruneSpec, prune_model
 from sinkprune.pruning.io import load_calibration, load_sink_data, prune_checkpoint
+from sinkprune.sink_norms import compute_sink_norms
 from sinkprune.sinks import SCORES_SCHEMA
 
 torch.set_num_threads(1)
@@ -63,6 +64,10 @@ def files(tmp_path_factory):
                 )
     table = pa.Table.from_pandas(pd.DataFrame(rows), schema=SCORES_SCHEMA, preserve_index=False)
     pq.write_table(table, root / "scores.parquet")
+    compute_sink_norms(
+        base, root / "samples.parquet", root / "scores.parquet", root / "norms.safetensors",
+        GRID, 1e-3, 0,
+    )  # fmt: skip
     return root
 
 
@@ -73,6 +78,7 @@ def run(files, variant, out):
         out,
         variant,
         scores_path=files / "scores.parquet",
+        norms_path=files / "norms.safetensors",
         grid=GRID,
         eps=1e-3,
         noise_seed=0,

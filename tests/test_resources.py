@@ -60,8 +60,9 @@ def test_forward_flops_by_hand():
 
 def test_forward_counts_follow_method_md():
     assert res.forwards("attention_mass", **JOB) == 1280  # samples x timesteps
-    assert res.forwards("prune", **JOB, method="sink") == 2560  # two passes per (sample, t)
-    assert res.forwards("prune", **JOB, method="sink_sp") == 2560
+    assert res.forwards("sink_norms", **JOB) == 1280  # one statistics pass per (sample, t)
+    assert res.forwards("prune", **JOB, method="sink") == 0  # mask selection from the norms
+    assert res.forwards("prune", **JOB, method="sink_sp") == 0
     assert res.forwards("prune", **JOB, method="wanda") == 128  # one sequential clean pass
     assert res.forwards("prune", **JOB, method="sink_sgpt") == 1280 + 128
     assert res.forwards("prune", **JOB, method="magnitude") == 0
@@ -114,7 +115,10 @@ def test_runtime_by_hand_and_attempt_scaled():
     assert 2 * expect - 2 <= two <= 2 * expect  # attempt x the unrounded estimate
     sink = res.runtime_min("prune", LLADA, 1, **JOB, method="sink")
     wanda = res.runtime_min("prune", LLADA, 1, **JOB, method="wanda")
-    assert sink > wanda  # 2 x samples x timesteps forwards vs samples
+    magnitude = res.runtime_min("prune", LLADA, 1, **JOB, method="magnitude")
+    assert sink == magnitude < wanda  # no forward (norms precomputed) vs samples forwards
+    norms = res.runtime_min("sink_norms", LLADA, 1, **JOB)
+    assert norms == res.runtime_min("attention_mass", LLADA, 1, **JOB)  # samples x timesteps
     assert res.runtime_min("train", TINY, 2) == 2 * res.runtime_min("train", TINY, 1)
 
 
@@ -122,7 +126,7 @@ def test_gpus():
     for stage in res.STAGES:
         assert res.gpus(stage, TINY) == 0  # embedded models are CPU-sized
         assert res.gpus(stage, LLADA) == (1 if stage in res.GPU_STAGES else 0)
-    assert res.GPU_STAGES == {"attention_mass", "prune", "evaluate", "heldout"}
+    assert res.GPU_STAGES == {"attention_mass", "sink_norms", "prune", "evaluate", "heldout"}
 
 
 def test_job_size_from_config_and_wildcards():
@@ -155,6 +159,6 @@ def test_paper_gpu_hours_rows():
     rows = res.paper_gpu_hours(cfg)
     n_models = len(cfg["models"])
     n_methods = len({m for e in cfg["pruning"]["grid"] for m in e["methods"]})
-    per_model = 1 + n_methods + len(cfg["evaluation"]["tasks"]) + 1
+    per_model = 1 + 1 + n_methods + len(cfg["evaluation"]["tasks"]) + 1  # + sink_norms
     assert len(rows) == n_models * per_model
     assert all(r["gpu_hours"] >= 0 for r in rows)

@@ -13,6 +13,8 @@ NM_TYPES = {"2:4": (2, 4), "4:8": (4, 8)}
 STRUCTURED_METHODS = {"wanda_sp", "sink_sp"}
 UNSTRUCTURED_METHODS = {"magnitude", "wanda", "sparsegpt", "sink", "sink_sgpt"}
 SINK_METHODS = {"sink", "sink_sgpt", "sink_sp"}
+#: sink-aware methods whose statistics come precomputed from rule sink_norms (no forward)
+NORM_METHODS = {"sink", "sink_sp"}
 
 
 class ConfigError(ValueError):

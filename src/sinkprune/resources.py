@@ -8,8 +8,10 @@ Used by workflow/rules/common.smk (`resources:` of each rule, through `mem_mb_fo
 * One forward of a T-token window costs F(T) = 2·N·T + 4·L·T²·d FLOPs (weights + attention;
   L layers, d hidden size). Without `arch` (hub models) L·d is taken as sqrt(N/12)·32, the
   L = 32, d = 4096 shape of an 8B model scaled with √N.
-* Forwards per job (method.md): attention mass = samples × timesteps; sink-aware pruning = 2 per
-  (sample, timestep); Wanda/SparseGPT = 1 per sample (sequential, block by block); evaluation
+* Forwards per job (method.md): attention mass = samples × timesteps; sink norms (the statistics
+  of `sink` / `sink_sp`, once per model) = samples × timesteps; `sink` / `sink_sp` prunes = 0
+  (mask selection from the norms file); `sink_sgpt` = samples × timesteps noised passes for
+  s̄ plus 1 per sample; Wanda/SparseGPT = 1 per sample (sequential, block by block); evaluation
   (loglikelihood) = requests × mc_num (× 2 with classifier-free guidance), generation =
   requests × steps.
 * GPU time = FLOPs / GPU_FLOPS, with GPU_FLOPS = 100 TFLOP/s: bf16 on an A100/H100 at the low
@@ -39,10 +41,10 @@ MASS_ROW_BYTES = 48  # one attention-mass parquet row: 8 columns, int/float, plu
 #: Every stage name the rules pass to mem_mb_for/runtime_for/gpu_for, with its own formula.
 STAGES = frozenset(
     {"train", "download_model", "calibration", "attention_mass", "sink_masks", "sink_stats"}
-    | {"prune", "evaluate", "heldout"}
+    | {"sink_norms", "prune", "evaluate", "heldout"}
 )
 #: Stages that run a model forward and want a GPU for hub-sized models.
-GPU_STAGES = frozenset({"attention_mass", "prune", "evaluate", "heldout"})
+GPU_STAGES = frozenset({"attention_mass", "sink_norms", "prune", "evaluate", "heldout"})
 
 #: Approximate size of each lm-eval task: (documents, requests per document, tokens per request
 #: at 0-shot, extra tokens per few-shot example). Public split sizes; token counts are estimates
@@ -151,12 +153,12 @@ def _get(wildcards, key):
 def forwards(stage: str, **job) -> float:
     """Number of full-window forward passes the job runs (module docstring)."""
     n, k = job.get("nsamples", 128), job.get("timesteps", 10)
-    if stage == "attention_mass":
-        return n * k
+    if stage in {"attention_mass", "sink_norms"}:
+        return n * k  # one dense pass per (sample, t)
     if stage == "prune":
         method = job.get("method", "wanda")
         if method in {"sink", "sink_sp"}:
-            return 2 * n * k  # dense pass for s(x_t) + statistics pass, per (sample, t)
+            return 0  # statistics from rule sink_norms: a mask selection, no forward
         if method == "sink_sgpt":
             return n * k + n  # noised passes for s̄, then one sequential clean pass
         if method == "magnitude" or method == "dense":
@@ -213,6 +215,9 @@ def mem_mb(stage: str, model_cfg: Mapping, attempt: int = 1, **job) -> int:
         base = p * 16 / 1e6 + 1500  # fp32 weights + grads + 2 Adam moments
     elif stage == "attention_mass":
         base = weights + 2 * mass_mb + 2000
+    elif stage == "sink_norms":
+        # weights + the noised token ids and ω of every (sample, t) + the scores parquet read
+        base = weights + n * k * t * 12 / 1e6 + n * k * t * 40 / 1e6 + 4000
     elif stage in {"sink_masks", "sink_stats"}:
         base = 3 * mass_mb + 1000  # parquet + a pandas copy + group-by buffers
     elif stage == "prune":
@@ -235,7 +240,8 @@ def runtime_min(stage: str, model_cfg: Mapping, attempt: int = 1, **job) -> int:
     """Wall-time request in minutes: estimate × SAFETY + LOAD_MIN for hub models, a small fixed
     budget for embedded (CPU-sized) models; times `attempt`."""
     if is_embedded(model_cfg):
-        base = {"train": 30, "attention_mass": 20, "prune": 30, "evaluate": 30}.get(stage, 10)
+        base = {"train": 30, "attention_mass": 20, "sink_norms": 20, "prune": 30, "evaluate": 30}
+        base = base.get(stage, 10)
         return int(base * attempt)
     if stage == "download_model":
         base = 60.0
@@ -263,7 +269,14 @@ def threads(stage: str, model_cfg: Mapping | None = None) -> int:
     """
     if model_cfg is not None and is_embedded(model_cfg):
         return 1
-    return {"train": 2, "attention_mass": 4, "prune": 4, "evaluate": 4, "heldout": 4}.get(stage, 1)
+    return {
+        "train": 2,
+        "attention_mass": 4,
+        "sink_norms": 4,
+        "prune": 4,
+        "evaluate": 4,
+        "heldout": 4,
+    }.get(stage, 1)
 
 
 # ------------------------------------------------------------------ totals ---
@@ -279,6 +292,8 @@ def paper_gpu_hours(config: Mapping) -> list[dict]:
         job = job_size("attention_mass", config)
         rows.append(_row(model, "attention_mass", 1, gpu_hours("attention_mass", mcfg, **job)))
         vs = variants(config, model)
+        if any(v.method in {"sink", "sink_sp"} for v in vs):
+            rows.append(_row(model, "sink_norms", 1, gpu_hours("sink_norms", mcfg, **job)))
         if model in config.get("pruning", {}).get("models", []):
             by_method: dict[str, list[float]] = {}
             for v in vs[1:]:

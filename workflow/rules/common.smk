@@ -5,7 +5,7 @@ from pathlib import Path
 
 from sinkprune import resources as res
 from sinkprune.config import parse_variant, validate_config, variants
-from sinkprune.config import SINK_METHODS, timestep_grid  # rule prune
+from sinkprune.config import NORM_METHODS, SINK_METHODS, timestep_grid  # rule prune
 
 RESULTS = "results"
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -66,25 +66,30 @@ def variant_names(model):
 # --------------------------------------------------------------- pruning ---
 # Input and params functions of rule `prune` (workflow/rules/pruning.smk, method.md §5).
 def prune_inputs(wildcards):
-    """Dense model and calibration windows; the sink scores only for sink-aware methods, so the
-    other variants never wait for attention mass."""
+    """Dense model and calibration windows; the sink norms for `sink` / `sink_sp` (no forward in
+    the prune job) and the sink scores for `sink_sgpt`, so the other variants never wait for
+    attention mass."""
     inputs = {
         "model": model_dir(wildcards),
         "samples": f"{RESULTS}/{wildcards.model}/calibration/samples.parquet",
     }
-    if parse_variant(wildcards.variant).method in SINK_METHODS:
+    method = parse_variant(wildcards.variant).method
+    if method in NORM_METHODS:
+        inputs["norms"] = f"{RESULTS}/{wildcards.model}/sinks/norms.safetensors"
+    elif method in SINK_METHODS:
         inputs["scores"] = f"{RESULTS}/{wildcards.model}/sinks/scores.parquet"
     return inputs
 
 
 def prune_params(wildcards):
     """Settings prune_checkpoint needs for this variant's method, and only those (a changed
-    SparseGPT blocksize does not rerun Wanda variants)."""
+    SparseGPT blocksize does not rerun Wanda variants; the noise settings of sink / sink_sp are
+    params of rule sink_norms, whose output is their input)."""
     method = parse_variant(wildcards.variant).method
     out = {"seed": config["seed"]}
     if method in {"sparsegpt", "sink_sgpt"}:
         out.update(config["pruning"]["sparsegpt"])
-    if method in SINK_METHODS:
+    if method in SINK_METHODS - NORM_METHODS:
         out.update(
             grid=timestep_grid(config),
             eps=config["diffusion"]["eps"],

@@ -1,5 +1,5 @@
-# Sink scores, statistics, the AR-vs-DLM table and figures (config/README.md#sinks,
-# method.md §4, §6).
+# Sink scores, the sink norms of sink-aware Wanda, sink statistics, the AR-vs-DLM table and
+# figures (config/README.md#sinks, method.md §4, §5, §6).
 
 
 rule sink_masks:
@@ -25,6 +25,32 @@ rule sink_masks:
         binary_eps=config["sinks"]["binary_eps"],
     script:
         "../scripts/sink_masks.py"
+
+
+rule sink_norms:
+    input:
+        model=model_dir,
+        samples=f"{RESULTS}/{{model}}/calibration/samples.parquet",
+        scores=f"{RESULTS}/{{model}}/sinks/scores.parquet",
+    output:
+        f"{RESULTS}/{{model}}/sinks/norms.safetensors",
+    log:
+        "logs/sink_norms/{model}.log",
+    benchmark:
+        "benchmarks/sink_norms/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: threads_for("sink_norms")
+    resources:
+        gpu=gpu_for("sink_norms"),
+        mem_mb=mem_mb_for("sink_norms"),
+        runtime=runtime_for("sink_norms"),
+    params:
+        grid=timestep_grid(config),
+        eps=config["diffusion"]["eps"],
+        noise_seed=config["calibration"]["seed"],
+    script:
+        "../scripts/sink_norms.py"
 
 
 rule sink_stats:

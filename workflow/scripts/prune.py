@@ -13,6 +13,7 @@ prune_checkpoint(
     Path(snakemake.output.report).parent,
     snakemake.wildcards.variant,
     scores_path=inp.get("scores"),
+    norms_path=inp.get("norms"),
     threads=snakemake.threads,
     **snakemake.params.settings,
 )

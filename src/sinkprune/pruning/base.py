@@ -52,13 +52,39 @@ class SinkData:
     mean_omega: torch.Tensor
 
 
+#: Row weightings of the summed norms of `sink` / `sink_sp`: ω = 1 − s (the method) or ω ≡ 1.
+WEIGHTINGS = ("sink", "none")
+
+
+@dataclass
+class SinkNorms:
+    """The summed column norms a_c of `sink` / `sink_sp` (method.md §5), from one dense pass.
+
+    norms[weighting][i][linear] is a (d_in,) fp32 vector for block i: weighting `sink` scales each
+    token row by ω, `none` takes ω ≡ 1. Computed by `sinkprune.pruning.sink.sink_norms` (or read
+    from `results/{model}/sinks/norms.safetensors`, `sinkprune.sink_norms`).
+    """
+
+    norms: dict[str, list[dict[str, torch.Tensor]]]
+    n_inputs: int
+
+    def block(self, i: int, weighting: str = "sink") -> dict[str, torch.Tensor]:
+        if weighting not in self.norms:
+            raise ValueError(
+                f"sink norms: weighting {weighting!r} not stored (have {sorted(self.norms)})"
+            )
+        return self.norms[weighting][i]
+
+
 @dataclass
 class CalibrationData:
-    """Clean calibration windows (N, T) with their sample ids; `sinks` for sink-aware methods."""
+    """Clean calibration windows (N, T) with their sample ids; `sinks` for sink-aware methods;
+    `norms` (precomputed statistics of `sink` / `sink_sp`) spare those methods their forwards."""
 
     sample_ids: list[int]
     tokens: torch.Tensor
     sinks: SinkData | None = None
+    norms: SinkNorms | None = None
 
 
 def mask_digest(mask: torch.Tensor) -> str:
@@ -106,6 +132,8 @@ class PruningMethod:
 
     name: ClassVar[str] = ""
     needs_sinks: ClassVar[bool] = False
+    #: statistics precomputed once per model (rule sink_norms) replace the method's forwards
+    uses_norms: ClassVar[bool] = False
     structured: ClassVar[bool] = False
     #: 'row' (Wanda's per-output comparison group) or 'matrix' (magnitude's global threshold)
     scope: ClassVar[str] = "row"

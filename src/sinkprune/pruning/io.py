@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import CalibrationData, PruneSpec, Result, SinkData
+from .base import CalibrationData, PruneSpec, Result, SinkData, SinkNorms
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,32 @@ def load_sink_data(
         keys=keys,
         mean_omega=torch.from_numpy(np.stack(mean)).float(),
     )
+
+
+# ------------------------------------------- precomputed sink norms (sink, sink_sp) ---
+def load_sink_norms(adapter, norms_path: str | Path) -> tuple[SinkNorms, dict]:
+    """(SinkNorms, file metadata) of `results/{model}/sinks/norms.safetensors` (rule sink_norms),
+    checked against the model's blocks and linear widths."""
+    from sinkprune.sink_norms import load_norms, read_metadata
+
+    widths = [
+        {name: lin.in_features for name, lin in adapter.linears(i).items()}
+        for i in range(adapter.n_layers)
+    ]
+    return load_norms(norms_path, adapter.n_layers, widths), read_metadata(norms_path)
+
+
+def norms_provenance(norms_path: str | Path, meta: dict) -> dict:
+    """The calibration block of prune_report.json for a variant pruned from a norms file."""
+    return {
+        "sink_norms": str(norms_path),
+        "sink_norms_sha256": sha256_file(norms_path),
+        "sink_scores": meta.get("scores"),
+        "grid": meta.get("grid"),
+        "eps": meta.get("eps"),
+        "noise_seed": meta.get("noise_seed"),
+        "noised_inputs": int(meta["n_inputs"]),
+    }
 
 
 # ------------------------------------------------------------------ outputs ---
@@ -206,6 +232,7 @@ def prune_checkpoint(
     out_dir: str | Path,
     variant: str,
     scores_path: str | Path | None = None,
+    norms_path: str | Path | None = None,
     grid: list[tuple[int, float]] = (),
     eps: float = 1e-3,
     noise_seed: int = 0,
@@ -216,7 +243,11 @@ def prune_checkpoint(
     threads: int = 1,
     device: str | None = None,
 ) -> dict:
-    """Stage `prune`: load the dense model, prune it as `variant` says, save HF dir + report."""
+    """Stage `prune`: load the dense model, prune it as `variant` says, save HF dir + report.
+
+    `sink` / `sink_sp` read their statistics from `norms_path` (rule sink_norms) and run no
+    forward; `sink_sgpt` regenerates x_t and reads ω̄ from `scores_path`.
+    """
     from sinkprune.config import parse_variant
     from sinkprune.models import get_adapter, load_model
 
@@ -242,7 +273,21 @@ def prune_checkpoint(
     model = load_model(str(model_dir), device=str(dev), dtype=work_dtype)
     adapter = get_adapter(model)
     calib = load_calibration(samples_path)
-    needs_sinks = v.method != "dense" and get_method(v.method).needs_sinks
+    uses_norms = v.method != "dense" and get_method(v.method).uses_norms
+    needs_sinks = v.method != "dense" and get_method(v.method).needs_sinks and not uses_norms
+    norms_meta = None
+    if uses_norms:
+        if norms_path is None:
+            raise ValueError(
+                f"variant {variant}: method {v.method} needs the sink norms "
+                "(results/{model}/sinks/norms.safetensors, rule sink_norms) as norms_path"
+            )
+        calib.norms, norms_meta = load_sink_norms(adapter, norms_path)
+        if norms_meta.get("sample_ids") != calib.sample_ids:
+            raise ValueError(
+                f"{norms_path}: computed from calibration samples {norms_meta.get('sample_ids')}, "
+                f"{samples_path} has {calib.sample_ids}; rerun rule sink_norms"
+            )
     if needs_sinks:
         if scores_path is None:
             raise ValueError(
@@ -259,6 +304,8 @@ def prune_checkpoint(
         calib.tokens.shape[1],
         f", {calib.sinks.tokens.shape[0]} noised inputs" if needs_sinks else "",
     )
+    if uses_norms:
+        log.info("%s: statistics from %s (no forward)", variant, norms_path)
     before = {"total": sum(p.numel() for p in model.parameters()), "linear": linear_params(adapter)}
     t_prune = time.perf_counter()
     result = prune_model(adapter, calib, spec)
@@ -280,6 +327,7 @@ def prune_checkpoint(
             "eps": eps if needs_sinks else None,
             "noise_seed": noise_seed if needs_sinks else None,
             "noised_inputs": int(calib.sinks.tokens.shape[0]) if needs_sinks else 0,
+            **(norms_provenance(norms_path, norms_meta) if uses_norms else {}),
         },
         seed=seed,
         device=str(dev),

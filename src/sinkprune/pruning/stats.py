@@ -58,6 +58,18 @@ class SummedNorm:
         return self.value
 
 
+class SinkNormPair:
+    """Sink's a_c for both weightings from the same inputs: `sink` (rows scaled by ω) and `none`
+    (ω ≡ 1). One statistics pass serves `sink`, `sink_sp` and their unweighted ablation."""
+
+    def __init__(self, d_in: int, device=None):
+        self.by_weighting = {"sink": SummedNorm(d_in, device), "none": SummedNorm(d_in, device)}
+
+    def add(self, x: torch.Tensor, w: torch.Tensor | None = None) -> None:
+        self.by_weighting["sink"].add(x, w)
+        self.by_weighting["none"].add(x, None)
+
+
 class Hessian:
     """SparseGPT's H = (2/N) Σ (wX)ᵀ(wX) in fp32, N = number of samples (running average)."""
 

@@ -4,7 +4,8 @@ Units are attention heads (for GQA: whole KV groups, i.e. one k/v head and its q
 MLP channels. Importance of a unit = Σ |W|·‖X_c‖ over the columns of the projection consuming it
 (attn_out / o_proj for heads, ff_out / down_proj for channels). `wanda_sp` takes ‖X‖ = sqrt(r)
 from clean activations, sequentially (removed units are masked before the next block runs);
-`sink_sp` takes the ω-weighted summed norm a from the dense model on noised x_t, one-shot.
+`sink_sp` takes the ω-weighted summed norm a from the dense model on noised x_t, one-shot (the
+attn_out / ff_out entries of the same statistics as `sink`: precomputed once per model).
 The lowest ⌊ratio·n⌋ heads and channels of every layer are removed physically.
 """
 
@@ -15,7 +16,7 @@ from torch import nn
 
 from .base import CalibrationData, PruneSpec, PruningMethod, Result
 from .driver import sequential
-from .sink import sink_statistics
+from .sink import norms_for
 from .stats import MeanSquaredNorm
 
 
@@ -166,13 +167,15 @@ class SinkSP(PruningMethod):
     name = "sink_sp"
     structured = True
     needs_sinks = True
+    uses_norms = True
 
     def prune(self, adapter, calib: CalibrationData, spec: PruneSpec) -> Result:
         result, before, s = Result(spec.keep_masks), _sizes(adapter), adapter.structure
-        stats = sink_statistics(adapter, calib, spec, self.name, only=[s["o"], s["down"]])
-        for i, per_linear in enumerate(stats):
+        norms = norms_for(adapter, calib, spec, self.name)
+        for i in range(adapter.n_layers):
+            block = norms.block(i)
             result.removed[i] = choose_units(
-                adapter, i, per_linear[s["o"]].norm, per_linear[s["down"]].norm, spec.sparsity
+                adapter, i, block[s["o"]], block[s["down"]], spec.sparsity
             )
         remove_units(adapter, result.removed)
         _record(result, adapter, before)
