@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_DATASETS_OFFLINE ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run report test lint format clean bench
+.PHONY: setup run report test lint format clean bench bench-gpu
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,6 +39,10 @@ test: lint
 
 bench: setup
 	$(BIN)/python -m sinkprune.bench --out results/bench
+
+# on a machine with one GPU (not part of `make bench`): an 8B-shaped model, stage by stage
+bench-gpu: setup
+	$(BIN)/python -m sinkprune.bench.gpu_check --out results/bench/gpu_check.json
 
 format: setup
 	$(BIN)/ruff format src workflow tests

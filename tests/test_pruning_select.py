@@ -8,7 +8,14 @@ from helpers import tiny_llada
 
 from sinkprune.models import get_adapter
 from sinkprune.pruning import CalibrationData, PruneSpec, prune_model
-from sinkprune.pruning.select import nm_mask, per_matrix_mask, per_row_mask, select_mask
+from sinkprune.pruning.select import (
+    lowest_k,
+    lowest_k_sorted,
+    nm_mask,
+    per_matrix_mask,
+    per_row_mask,
+    select_mask,
+)
 
 torch.set_num_threads(1)
 
@@ -100,3 +107,27 @@ def test_magnitude_model(stype):
     # embeddings and the LM head are never pruned
     assert (model.model.transformer.wte.weight != 0).all()
     assert (model.model.transformer.ff_out.weight != 0).all()
+
+
+# ------------------------------------------- fast selection = stable sort ---
+@pytest.mark.parametrize("dim", [0, 1, -1])
+@pytest.mark.parametrize("kind", ["random", "ties", "constant", "nan", "signed_zero"])
+def test_lowest_k_equals_stable_sort(kind, dim):
+    """The partition path on CPU gives exactly the stable sort's first k, ties and NaN included."""
+    g = torch.Generator().manual_seed(4)
+    S = torch.rand(9, 40, generator=g)
+    if kind == "ties":
+        S = (S * 4).round()  # many ties at every threshold
+    elif kind == "constant":
+        S = torch.full((9, 40), 0.5)
+    elif kind == "nan":
+        S[torch.rand(9, 40, generator=g) < 0.3] = float("nan")
+    elif kind == "signed_zero":
+        S = torch.where(torch.rand(9, 40, generator=g) < 0.5, -0.0, 0.0) * (S < 0.6)
+    for k in (0, 1, 5, S.shape[dim] // 2, S.shape[dim] - 1, S.shape[dim]):
+        got = lowest_k(S, k, dim)
+        idx = np.argsort(S.numpy(), axis=dim, kind="stable")  # NaN sorts last, as in torch
+        ref = np.zeros(S.shape, dtype=bool)
+        np.put_along_axis(ref, np.take(idx, np.arange(k), axis=dim), True, axis=dim)
+        np.testing.assert_array_equal(got.numpy(), ref, err_msg=f"{kind} k={k}")
+        assert torch.equal(got, lowest_k_sorted(S, k, dim))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import pkgutil
 import time
 from collections.abc import Sequence
@@ -74,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="shrunk shapes (tests only)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # one log line per benchmark: the stages they run would otherwise print hundreds of bars
+    os.environ.setdefault("TQDM_DISABLE", "1")
     names = a.only or bench_names()
     unknown = sorted(set(names) - set(bench_names()))
     if unknown:

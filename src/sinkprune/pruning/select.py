@@ -1,23 +1,58 @@
 """Mask selection shared by all unstructured / N:M methods (method.md §5).
 
 A mask is a bool tensor shaped like the weight, True where the weight is pruned. Selection is
-by a stable sort of the scores, so ties break by column index and masks are reproducible.
+defined by a stable sort of the scores, so ties break by column index and masks are reproducible.
+On CPU the same mask is found faster by a selection (partition) threshold; `lowest_k` checks
+that it is the stable sort's and sorts the few groups where a tie straddles the threshold.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 NM_TYPES = {"2:4": (2, 4), "4:8": (4, 8)}
 
 
-def lowest_k(scores: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
-    """Bool mask of the k lowest entries along `dim` (stable order: earlier index wins ties)."""
+def lowest_k_sorted(scores: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
+    """The definition: bool mask of the first k entries of a stable sort along `dim`."""
     mask = torch.zeros_like(scores, dtype=torch.bool)
     if k <= 0:
         return mask
     idx = torch.sort(scores, dim=dim, stable=True).indices.narrow(dim, 0, k)
     return mask.scatter_(dim, idx, True)
+
+
+def _lowest_k_partition(scores: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """lowest_k_sorted by an O(n) partition on CPU: mask = (S ≤ k-th smallest). Where that set
+    has exactly k members it *is* the first k of the stable sort (all values below the
+    threshold, no tie across it); the other groups (ties at the threshold, NaN) are sorted."""
+    moved = scores.movedim(dim, -1)
+    shape = moved.shape
+    flat = moved.reshape(-1, shape[-1])
+    a = flat.numpy()
+    thr = np.partition(a, k - 1, axis=1)[:, k - 1 : k]
+    mask = a <= thr
+    bad = np.flatnonzero(np.count_nonzero(mask, axis=1) != k)
+    out = torch.from_numpy(mask)
+    if bad.size:
+        rows = torch.from_numpy(bad)
+        out[rows] = lowest_k_sorted(flat[rows], k, dim=1)
+    return out.reshape(shape).movedim(-1, dim)
+
+
+def lowest_k(scores: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
+    """Bool mask of the k lowest entries along `dim` (stable order: earlier index wins ties)."""
+    n = scores.shape[dim]
+    fast = (
+        scores.device.type == "cpu"
+        and scores.dtype in (torch.float32, torch.float64)
+        and 0 < k < n
+        and scores.numel() > 0
+    )
+    if not fast:
+        return lowest_k_sorted(scores, k, dim)
+    return _lowest_k_partition(scores.detach(), k, dim)
 
 
 def per_row_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:

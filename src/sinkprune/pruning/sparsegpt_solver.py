@@ -94,31 +94,33 @@ def sparsegpt_solve(
     losses = torch.zeros(rows, device=W.device)
     for i1 in range(0, cols, blocksize):
         i2 = min(i1 + blocksize, cols)
-        W1 = W[:, i1:i2].clone()
-        Q1 = torch.zeros_like(W1)
-        Err1 = torch.zeros_like(W1)
         U1 = U[i1:i2, i1:i2]
         d = torch.diag(U1)
+        # the block's columns as contiguous rows (W1t[i] = column i1 + i): the per-column OBS
+        # update then walks memory in order; every element gets the same arithmetic as W[:, j]
+        W1t = W[:, i1:i2].T.contiguous()
         if nm is None:
-            score = W1**2 / d.unsqueeze(0) ** 2
-            mask1 = lowest_k(score.reshape(-1), int(W1.numel() * sparsity), dim=0).view_as(W1)
+            score = W1t.T**2 / d.unsqueeze(0) ** 2
+            mask1t = lowest_k(score.reshape(-1), int(score.numel() * sparsity), dim=0)
+            mask1t = mask1t.view_as(score).T.contiguous()
         else:
-            mask1 = torch.zeros_like(W1, dtype=torch.bool)
+            mask1t = torch.zeros_like(W1t, dtype=torch.bool)
+        Q1t = torch.empty_like(W1t)
+        Err1t = torch.empty_like(W1t)
         for i in range(i2 - i1):
-            w = W1[:, i]
             if nm is not None and i % nm[1] == 0:
                 n, m = nm
-                score = W1[:, i : i + m] ** 2 / d[i : i + m].unsqueeze(0) ** 2
-                mask1[:, i : i + m] = lowest_k(score, n, dim=1)
-            q = w.clone()
-            q[mask1[:, i]] = 0
-            Q1[:, i] = q
+                score = W1t[i : i + m].T ** 2 / d[i : i + m].unsqueeze(0) ** 2
+                mask1t[i : i + m] = lowest_k(score, n, dim=1).T
+            w = W1t[i]
+            q = w.masked_fill(mask1t[i], 0)
+            Q1t[i] = q
             err = (w - q) / U1[i, i]
             losses += err**2 / 2
-            W1[:, i:] -= err.unsqueeze(1) * U1[i, i:].unsqueeze(0)
-            Err1[:, i] = err
-        W[:, i1:i2] = Q1
-        mask[:, i1:i2] = mask1
-        W[:, i2:] -= Err1 @ U[i1:i2, i2:]
+            W1t[i:] -= U1[i, i:].unsqueeze(1) * err.unsqueeze(0)
+            Err1t[i] = err
+        W[:, i1:i2] = Q1t.T
+        mask[:, i1:i2] = mask1t.T
+        W[:, i2:] -= Err1t.T.contiguous() @ U[i1:i2, i2:]
     info = SolverInfo(damp, retries, int(dead.sum().item()), float(losses.sum().item()))
     return W, mask, info
