@@ -63,8 +63,8 @@ def test_forward_counts_follow_method_md():
     assert res.forwards("sink_norms", **JOB) == 1280  # one statistics pass per (sample, t)
     assert res.forwards("prune", **JOB, method="sink") == 0  # mask selection from the norms
     assert res.forwards("prune", **JOB, method="sink_sp") == 0
-    assert res.forwards("prune", **JOB, method="wanda") == 128  # one sequential clean pass
-    assert res.forwards("prune", **JOB, method="sink_sgpt") == 1280 + 128
+    assert res.forwards("prune", **JOB, method="wanda") == 2 * 128  # each block runs twice
+    assert res.forwards("prune", **JOB, method="sink_sgpt") == 2 * 128  # ω̄ from the scores
     assert res.forwards("prune", **JOB, method="magnitude") == 0
 
 

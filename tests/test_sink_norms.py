@@ -233,3 +233,20 @@ def test_norms_from_other_samples_are_refused(files, tmp_path):
     with pytest.raises(ValueError, match="rerun rule sink_norms"):
         prune_checkpoint(files / "base", tmp_path / "samples.parquet", tmp_path / "x",
                          "sink_unstructured_0.5", norms_path=files / "norms.safetensors")  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt", "sink", "sink_sgpt",
+                                    "wanda_sp", "sink_sp"])  # fmt: skip
+def test_resources_forwards_equal_the_counted_forwards(files, method, tmp_path):
+    """sinkprune.resources sizes GPU jobs by forwards per job: they must be what a job runs."""
+    from sinkprune import resources as res
+
+    stype = "structured" if method.endswith("_sp") else "unstructured"
+    variant = f"{method}_{stype}_{0.3 if stype == 'structured' else 0.5}"
+    with ForwardCounter() as c:
+        prune_file(files, variant, tmp_path / variant, scores_path=files / "scores.parquet",
+                   grid=GRID, eps=1e-3, noise_seed=0)  # fmt: skip
+    job = {"nsamples": N, "timesteps": len(GRID), "method": method}
+    assert c.forwards(2) == res.forwards("prune", **job)
+    counted = json.loads((files / "counted.json").read_text())["rows"] / 2
+    assert counted == res.forwards("sink_norms", **job)

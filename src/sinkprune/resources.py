@@ -10,8 +10,9 @@ Used by workflow/rules/common.smk (`resources:` of each rule, through `mem_mb_fo
   L = 32, d = 4096 shape of an 8B model scaled with √N.
 * Forwards per job (method.md): attention mass = samples × timesteps; sink norms (the statistics
   of `sink` / `sink_sp`, once per model) = samples × timesteps; `sink` / `sink_sp` prunes = 0
-  (mask selection from the norms file); `sink_sgpt` = samples × timesteps noised passes for
-  s̄ plus 1 per sample; Wanda/SparseGPT = 1 per sample (sequential, block by block); evaluation
+  (mask selection from the norms file); Wanda/SparseGPT/`sink_sgpt`/Wanda-sp = 2 per sample
+  (sequential, block by block: each block runs every window for its statistics and again, pruned,
+  for the next block's inputs; `sink_sgpt` reads ω̄ from the scores); evaluation
   (loglikelihood) = requests × mc_num (× 2 with classifier-free guidance), generation =
   requests × steps.
 * GPU time = FLOPs / GPU_FLOPS, with GPU_FLOPS = 100 TFLOP/s: bf16 on an A100/H100 at the low
@@ -159,11 +160,11 @@ def forwards(stage: str, **job) -> float:
         method = job.get("method", "wanda")
         if method in {"sink", "sink_sp"}:
             return 0  # statistics from rule sink_norms: a mask selection, no forward
-        if method == "sink_sgpt":
-            return n * k + n  # noised passes for s̄, then one sequential clean pass
         if method == "magnitude" or method == "dense":
             return 0
-        return n  # wanda, sparsegpt, wanda_sp: one sequential clean pass
+        # wanda, sparsegpt, sink_sgpt (ω̄ read from the scores), wanda_sp: sequential on clean
+        # windows; every block runs each window twice (statistics, then the pruned outputs)
+        return 2 * n
     return 0
 
 
