@@ -2,6 +2,7 @@
 numpy computation written here, and masks pruned from the file are bit-identical to recomputing
 the statistics in the prune job; the forward counter sees the forwards each path runs."""
 
+import copy
 import json
 
 import numpy as np
@@ -250,3 +251,41 @@ def test_resources_forwards_equal_the_counted_forwards(files, method, tmp_path):
     assert c.forwards(2) == res.forwards("prune", **job)
     counted = json.loads((files / "counted.json").read_text())["rows"] / 2
     assert counted == res.forwards("sink_norms", **job)
+
+
+def test_dream_norms_roundtrip_and_gqa_sink_sp(tmp_path):
+    """Dream names (self_attn.q_proj, …) survive the file; sink_sp from the file = recomputed."""
+    from sinkprune.models import DreamConfig, DreamModel
+    from sinkprune.pruning import CalibrationData, SinkData
+    from sinkprune.pruning.sink import sink_norms
+    from sinkprune.sink_norms import save_norms
+
+    torch.manual_seed(0)
+    cfg = DreamConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, vocab_size=V,
+                      mask_token_id=V - 1)  # fmt: skip
+    dense = DreamModel(cfg).eval()
+    x = torch.randint(0, V - 1, (3, T), generator=torch.Generator().manual_seed(1))
+    noised = x.masked_fill(
+        torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) < 0.5, V - 1
+    )
+    omega = torch.rand(x.shape, generator=torch.Generator().manual_seed(3))
+    sinks = SinkData(noised, omega, [], torch.ones(x.shape))
+    ad = get_adapter(dense)
+    with torch.no_grad():
+        norms = sink_norms(ad, sinks, batch_size=2)
+    save_norms(tmp_path / "n.safetensors", norms, {"sample_ids": [0, 1, 2]})
+    widths = [{n: lin.in_features for n, lin in ad.linears(i).items()} for i in range(2)]
+    loaded = load_norms(tmp_path / "n.safetensors", 2, widths)
+    for w in ("sink", "none"):
+        for i in range(2):
+            for name, vec in norms.block(i, w).items():
+                assert torch.equal(loaded.block(i, w)[name], vec), (w, i, name)
+    spec = PruneSpec("sink_sp", 0.5, "structured")
+    from_file = prune_model(
+        get_adapter(copy.deepcopy(dense)), CalibrationData([0, 1, 2], x, None, loaded), spec
+    )
+    recomputed = prune_model(
+        get_adapter(copy.deepcopy(dense)), CalibrationData([0, 1, 2], x, sinks), spec
+    )
+    assert from_file.removed == recomputed.removed and from_file.removed[0]["heads"]
