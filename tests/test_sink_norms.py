@@ -289,3 +289,12 @@ def test_dream_norms_roundtrip_and_gqa_sink_sp(tmp_path):
         get_adapter(copy.deepcopy(dense)), CalibrationData([0, 1, 2], x, sinks), spec
     )
     assert from_file.removed == recomputed.removed and from_file.removed[0]["heads"]
+
+
+def test_norms_file_is_reproducible(files, tmp_path):
+    again = tmp_path / "norms.safetensors"
+    compute_sink_norms(
+        files / "base", files / "samples.parquet", files / "scores.parquet", again,
+        GRID, 1e-3, 0, batch_size=4,
+    )  # fmt: skip
+    assert again.read_bytes() == (files / "norms.safetensors").read_bytes()

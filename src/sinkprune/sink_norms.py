@@ -12,8 +12,10 @@ so every `sink` / `sink_sp` variant of the model is a mask selection with no for
 
 Artifact `results/{model}/sinks/norms.safetensors`: one fp32 tensor (d_in,) per
 (weighting, block, linear) named `{weighting}/{block}.{linear}` (e.g. `sink/0.q_proj`,
-`none/31.ff_out`), and string metadata `NORMS_FORMAT` plus the settings that fixed the inputs
-(grid, eps, noise seed, sample ids, batch size, work dtype). Written to `.tmp` and renamed.
+`none/31.ff_out`), and one metadata entry `sinkprune`: a JSON object with `format`
+(`NORMS_FORMAT`), `n_inputs` and the settings that fixed the inputs (grid, eps, noise seed,
+sample ids, batch size, work dtype). Written to `.tmp` and renamed; the same inputs give the same
+bytes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .pruning.base import WEIGHTINGS, SinkNorms
 log = logging.getLogger(__name__)
 
 NORMS_FORMAT = "sinkprune.sink_norms/1"
+METADATA_KEY = "sinkprune"  # the safetensors metadata entry holding the JSON header
 
 
 def tensor_name(weighting: str, block: int, linear: str) -> str:
@@ -47,8 +50,10 @@ def save_norms(path: str | Path, norms: SinkNorms, meta: dict) -> None:
         for i, block in enumerate(blocks)
         for name, vec in block.items()
     }
-    metadata = {"format": NORMS_FORMAT, "n_inputs": str(norms.n_inputs)}
-    metadata.update({k: json.dumps(v) for k, v in meta.items()})
+    # one metadata key: safetensors writes its metadata map in hash order, so several keys would
+    # make the file's bytes differ from run to run
+    header = {"format": NORMS_FORMAT, "n_inputs": norms.n_inputs, **meta}
+    metadata = {METADATA_KEY: json.dumps(header, sort_keys=True)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -65,12 +70,13 @@ def read_metadata(path: str | Path) -> dict:
 
     with safe_open(str(path), framework="pt") as f:
         raw = f.metadata() or {}
-    if raw.get("format") != NORMS_FORMAT:
+    meta = json.loads(raw[METADATA_KEY]) if METADATA_KEY in raw else {}
+    if meta.get("format") != NORMS_FORMAT:
         raise ValueError(
-            f"{path}: not a sink norms file (format {raw.get('format')!r}, expected "
+            f"{path}: not a sink norms file (format {meta.get('format')!r}, expected "
             f"{NORMS_FORMAT!r}); rerun rule sink_norms"
         )
-    return {k: (v if k == "format" else json.loads(v)) for k, v in raw.items()}
+    return meta
 
 
 def load_norms(
@@ -129,7 +135,7 @@ def compute_sink_norms(
 
     The model runs as the `prune` job would run it (bf16 on CUDA, fp32 on CPU; statistics in
     fp32), so the masks equal those of computing the statistics inside the prune job.
-    Returns the metadata written.
+    Returns the metadata written (the file's bytes depend only on the inputs and settings).
     """
     from .models import get_adapter, load_model
     from .pruning.io import load_calibration, load_sink_data, pick_device
@@ -177,8 +183,7 @@ def compute_sink_norms(
         "weightings": list(norms.norms),
         "device": str(dev),
         "dtype": str(work_dtype).removeprefix("torch."),
-        "seconds": round(time.perf_counter() - t0, 3),
     }
-    save_norms(out_path, norms, meta)
-    log.info("wrote %s (%.1f s)", out_path, meta["seconds"])
+    save_norms(out_path, norms, meta)  # no timings in the file: same inputs, same bytes
+    log.info("wrote %s (%.1f s)", out_path, time.perf_counter() - t0)
     return meta
