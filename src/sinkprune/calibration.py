@@ -79,7 +79,9 @@ def write_samples(windows: np.ndarray, path: str | Path) -> None:
 
 def load_samples(path: str | Path) -> tuple[np.ndarray, torch.Tensor]:
     """(sample_ids (N,), token_ids LongTensor (N, T)) from a samples.parquet."""
-    table = pq.read_table(path, schema=SAMPLES_SCHEMA)
+    from .artifacts import read_table
+
+    table = read_table(path, SAMPLES_SCHEMA)
     ids = table.column("sample_id").to_numpy()
     lists = table.column("token_ids").combine_chunks()
     lengths = set(lists.value_lengths().to_numpy().tolist())
@@ -97,7 +99,14 @@ def build_calibration(
     seqlen: int,
     seed: int,
 ) -> np.ndarray:
-    """Stage `calibration`: tokenise the train split with the model's tokenizer, draw windows."""
+    """Stage `calibration`: tokenise the train split with the model's tokenizer, draw windows.
+
+    The first job to load a hub checkpoint: `seqlen` is checked against its config.json here
+    (the config may not declare the maximum; sinkprune.config_checks checks what it declares).
+    """
+    from .config_checks import check_length_at_run_time
+
+    check_length_at_run_time(model_dir, seqlen, "calibration.seqlen")
     ids = tokenize_corpus(text_path, model_dir)
     log.info("%s: %d tokens with the tokenizer of %s", text_path, len(ids), model_dir)
     windows = sample_windows(ids, nsamples, seqlen, seed)

@@ -5,7 +5,7 @@ from pathlib import Path
 from sinkprune.logs import log_to
 from sinkprune.pruning import prune_checkpoint
 
-log_to(snakemake.log[0])
+log_to(snakemake.log.log)
 inp = snakemake.input
 prune_checkpoint(
     inp.model,
@@ -14,5 +14,6 @@ prune_checkpoint(
     snakemake.wildcards.variant,
     scores_path=inp.get("scores"),
     threads=snakemake.threads,
+    timing_path=snakemake.log.timing,
     **snakemake.params.settings,
 )
