@@ -111,22 +111,21 @@ def check_variant_names(config: dict) -> None:
     for i, entry in enumerate(config.get("pruning", {}).get("grid", [])):
         stype = entry["sparsity_type"]
         for j, sparsity in enumerate(entry["sparsities"]):
-            where = f"pruning.grid[{i}].sparsities[{j}]"
-            for method in entry["methods"]:
+            for k, method in enumerate(entry["methods"]):
+                where = f"pruning.grid[{i}] (methods[{k}] {method!r}, sparsities[{j}] {sparsity!r})"
                 name = Variant(method, stype, float(sparsity)).name
                 if not re.fullmatch(VARIANT_PATTERN, name):
                     raise ConfigError(
-                        f"{where}: sparsity {sparsity!r} gives the variant name {name!r}, which "
-                        "is not a plain decimal; write it like 0.25"
+                        f"pruning.grid[{i}].sparsities[{j}]: sparsity {sparsity!r} gives the "
+                        f"variant name {name!r}, which is not a plain decimal; write it like 0.25"
                     )
                 if name in seen:
                     raise ConfigError(
-                        f"{where}: sparsity {sparsity!r} with method {method!r} gives variant "
-                        f"{name!r}, the same as {seen[name]}; each (method, sparsity_type, "
-                        "sparsity) must be unique, and sparsities must differ within 6 "
-                        "significant digits"
+                        f"{where} gives variant {name!r}, the same as {seen[name]}; each "
+                        "(method, sparsity_type, sparsity) may appear once, and sparsities "
+                        "must differ within 6 significant digits"
                     )
-                seen[name] = f"{where} ({sparsity!r}, method {method!r})"
+                seen[name] = where
 
 
 # -------------------------------------------------------- model lengths ---
