@@ -114,9 +114,14 @@ def safetensors_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
             if len(raw) < 8:
                 raise ValueError("shorter than its 8-byte header length")
             (n,) = struct.unpack("<Q", raw)
-            if n > path.stat().st_size - 8:
+            size = path.stat().st_size
+            if n > size - 8:
                 raise ValueError(f"header length {n} exceeds the file size")
             header = json.loads(f.read(n))
+        end = max((m["data_offsets"][1] for k, m in header.items() if k != "__metadata__"),
+                  default=0)  # fmt: skip
+        if 8 + n + end != size:
+            raise ValueError(f"{size} bytes on disk, the header describes {8 + n + end}")
         return {
             name: tuple(int(d) for d in meta["shape"])
             for name, meta in header.items()

@@ -13,6 +13,7 @@ from pathlib import Path
 from transformers import AutoConfig, AutoModel
 
 from .adapter import ModelAdapter, family_of, get_adapter
+from .common import ModelConfigError
 from .dream import DreamConfig, DreamModel
 from .llada import LLaDAConfig, LLaDAModelLM
 
@@ -34,6 +35,7 @@ __all__ = [
     "LLaDAConfig",
     "LLaDAModelLM",
     "ModelAdapter",
+    "ModelConfigError",
     "family_of",
     "get_adapter",
     "load_model",
@@ -60,7 +62,12 @@ def expected_tensors(config_cls, model_cls, path: str | Path) -> tuple[dict, set
     built on the meta device (no memory, no initialisation). Unsupported fields raise here."""
     import torch
 
-    config = config_cls.from_pretrained(str(path))
+    try:
+        config = config_cls.from_pretrained(str(path))
+    except (ValueError, KeyError, TypeError) as err:  # transformers' own config validation
+        if isinstance(err, ModelConfigError):
+            raise
+        raise ModelConfigError(f"{Path(path) / 'config.json'}: {err}") from None
     with torch.device("meta"):
         model = model_cls(config)
     shapes = {n: tuple(p.shape) for n, p in model.state_dict().items()}
