@@ -19,11 +19,11 @@ import torch
 
 from sinkprune.artifacts import (
     ArtifactError,
+    checkpoint_digests,
     open_parquet,
     read_json,
     read_table,
     verify_weights,
-    weight_digests,
 )
 from sinkprune.calibration import SAMPLES_SCHEMA, load_samples, write_samples
 from sinkprune.models import LLaDAConfig, LLaDAModelLM, load_model
@@ -37,7 +37,9 @@ def checkpoint(path: Path, record: str | None = "prune_report.json") -> Path:
     torch.manual_seed(0)
     LLaDAModelLM(LLaDAConfig(**TINY)).save_pretrained(path)
     if record:
-        (path / record).write_text(json.dumps({"method": "dense", "files": weight_digests(path)}))
+        (path / record).write_text(
+            json.dumps({"method": "dense", "files": checkpoint_digests(path)})
+        )
     return path
 
 
@@ -121,12 +123,25 @@ def test_corrupt_record_names_the_file(tmp_path):
     ids=["one-more-layer", "one-less-layer", "wider-mlp", "tying-on-untied", "bias-flag"],
 )
 def test_config_that_does_not_match_the_tensors_is_refused(tmp_path, fields, message):
-    """No tensor is ever randomly initialised or dropped: transformers only warns."""
+    """No tensor is ever randomly initialised or dropped (transformers only warns): caught by the
+    recorded sha256 of config.json, and without a record by the tensor check."""
     path = checkpoint(tmp_path / "m")
+    set_config(path, **fields)
+    with pytest.raises(ArtifactError, match="config.json: sha256 differs from the one recorded"):
+        load_model(path)
+    path = checkpoint(tmp_path / "unrecorded", record=None)
     set_config(path, **fields)
     with pytest.raises(ArtifactError) as info:
         load_model(path)
     assert str(info.value).startswith(f"{path / 'config.json'}: ") and message in str(info.value)
+
+
+def test_recorded_config_and_tokenizer_files_are_checked_too(tmp_path):
+    """A changed rope_theta changes no tensor shape: only the recorded sha256 can tell."""
+    path = checkpoint(tmp_path / "m")
+    set_config(path, rope_theta=500.0)
+    with pytest.raises(ArtifactError, match="config.json: sha256 differs"):
+        load_model(path)
 
 
 # ------------------------------------------------------------------ parquet ---

@@ -58,7 +58,12 @@ def test_download_model_records_the_resolved_commit(tmp_path, monkeypatch):
     assert calls["repo_id"] == "GSAI-ML/LLaDA-8B-Base" and calls["revision"] == COMMIT
     assert "*.bin" in calls["ignore"]
     meta = json.loads((out / "download.json").read_text())
-    files = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in out.glob("*.safetensors")}
+    files = {
+        f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in out.iterdir()
+        if f.name != "download.json"
+    }
+    assert "config.json" in files and any(name.endswith(".safetensors") for name in files)
     assert files and meta == {
         "hub_id": "GSAI-ML/LLaDA-8B-Base",
         "revision": "main",

@@ -1,8 +1,9 @@
 """Checks on what a stage reads: weights against recorded sha256, parquets against their schema.
 
-Every producer of model weights records the sha256 of its tensor files (`prune_report.json`,
-`train_metrics.json` and `download.json` under the key `files`); every consumer loads weights
-through `sinkprune.models.load_model`, which calls `verify_weights` first. Parquet artifacts are
+Every producer of a checkpoint records the sha256 of its files (tensors, config.json, tokenizer
+files) in `prune_report.json`, `train_metrics.json` or `download.json` under the key `files`;
+every consumer loads weights through `sinkprune.models.load_model`, which calls `verify_weights`
+first. Parquet artifacts are
 read through `read_table` / `open_parquet` with the schema their module declares. A failure raises
 `ArtifactError`, whose one-line message names the file and says how to recover.
 """
@@ -34,9 +35,14 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def weight_digests(model_dir: str | Path) -> dict[str, str]:
-    """{tensor file name: sha256} of every *.safetensors in `model_dir` (what producers record)."""
-    return {f.name: sha256_file(f) for f in sorted(Path(model_dir).glob("*.safetensors"))}
+def checkpoint_digests(model_dir: str | Path) -> dict[str, str]:
+    """{file name: sha256} of a checkpoint directory as its producer records it: the tensor files,
+    config.json and the tokenizer files (every top-level file but records and dotfiles)."""
+    return {
+        f.name: sha256_file(f)
+        for f in sorted(Path(model_dir).iterdir())
+        if f.is_file() and f.name not in WEIGHT_RECORDS and not f.name.startswith(".")
+    }
 
 
 def read_json(path: str | Path) -> dict:
@@ -69,10 +75,11 @@ def recorded_digests(model_dir: str | Path) -> tuple[Path, dict[str, str]] | Non
 
 
 def verify_weights(model_dir: str | Path) -> bool:
-    """Check every tensor file of `model_dir` against the sha256 its producer recorded.
+    """Check the files of `model_dir` against the sha256 its producer recorded.
 
     Returns False (and logs a warning) when no producer record exists, e.g. a checkpoint copied
-    in by hand; raises ArtifactError on any difference: a changed, missing or extra tensor file.
+    in by hand; raises ArtifactError on any difference: a changed or missing recorded file, or a
+    tensor file that is not recorded.
     """
     model_dir = Path(model_dir)
     found = recorded_digests(model_dir)
@@ -100,7 +107,7 @@ def verify_weights(model_dir: str | Path) -> bool:
                 f"{path}: sha256 differs from the one recorded in {record} (corrupt or "
                 "modified after it was written); delete the directory and rerun its rule"
             )
-    log.info("%s: %d tensor file(s) match %s", model_dir, len(files), record.name)
+    log.info("%s: %d file(s) match %s", model_dir, len(files), record.name)
     return True
 
 

@@ -41,9 +41,15 @@ def tokenize_corpus(text_path: str | Path, tokenizer_dir: str | Path) -> np.ndar
     """
     from transformers import AutoTokenizer
 
+    from .artifacts import ArtifactError
     from .training import encode_file
 
-    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    except Exception as err:  # tokenizers / json raise many types on a corrupt file
+        raise ArtifactError(
+            f"{tokenizer_dir}: its tokenizer files do not load ({str(err).splitlines()[0]})"
+        ) from None
     if not getattr(tok, "is_fast", False):
         raise ValueError(f"{tokenizer_dir}: calibration needs a fast (tokenizers) tokenizer")
     return encode_file(text_path, tok).numpy()

@@ -407,3 +407,34 @@ def exit_on_config_error(check, *args) -> None:
         check(*args)
     except ConfigError as err:
         sys.exit(f"ConfigError: {err}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sinkprune.config_checks FILE [FILE...]`: check config files as the workflow
+    does (merged in order, like repeated --configfile), printing the first problem on one line.
+    Snakemake reports a YAML syntax error in a --configfile without its position; this names
+    file, line and column."""
+    import argparse
+
+    from snakemake.utils import update_config
+
+    from .config import validate_config
+
+    parser = argparse.ArgumentParser(prog="python -m sinkprune.config_checks")
+    parser.add_argument("files", nargs="+", type=Path, help="config files, in --configfile order")
+    args = parser.parse_args(argv)
+    schema = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+    try:
+        config: dict = {}
+        for path in args.files:
+            update_config(config, load_config_file(path))
+        validate_config(config, schema)
+    except ConfigError as err:
+        print(f"ConfigError: {err}")
+        return 1
+    print(f"ok: {' + '.join(map(str, args.files))} is a valid sinkprune config")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,7 +4,8 @@ Only `download_model` jobs touch the network; building the DAG never does. The s
 checkpoint's own files (config.json, safetensors shards, tokenizer files); sinkprune loads them
 with its own classes (`sinkprune.models.load_model`), never with remote code. `download.json`
 records the hub id, the requested revision, the commit it resolved to (so a run on `main` can be
-pinned afterwards) and the sha256 of each tensor file (`files`), which every load checks.
+pinned afterwards) and the sha256 of each file (`files`: tensors, config.json, tokenizer), which
+every load checks.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import logging
 from pathlib import Path
 
-from .artifacts import weight_digests
+from .artifacts import checkpoint_digests
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def download_model(
         "hub_id": hub_id,
         "revision": revision,
         "commit": commit,
-        "files": weight_digests(out_dir),
+        "files": checkpoint_digests(out_dir),
     }
     (out_dir / "download.json").write_text(json.dumps(meta, indent=2) + "\n")
     if revision != commit:

@@ -7,7 +7,6 @@ the llada family (its image tokenizer is a separate model and is not needed for 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from transformers import AutoConfig, AutoModel
@@ -45,12 +44,14 @@ __all__ = [
 
 def model_class(path: str | Path):
     """(config class, model class) for the checkpoint directory at `path`, from its model_type."""
+    from sinkprune.artifacts import ArtifactError, read_json
+
     cfg_file = Path(path) / "config.json"
     if not cfg_file.is_file():
-        raise FileNotFoundError(f"{cfg_file}: no config.json; is {path} a model directory?")
-    model_type = json.loads(cfg_file.read_text()).get("model_type")
+        raise ArtifactError(f"{cfg_file}: no config.json; is {path} a model directory?")
+    model_type = read_json(cfg_file).get("model_type")
     if model_type not in MODEL_TYPES:
-        raise ValueError(
+        raise ModelConfigError(
             f"{cfg_file}: model_type {model_type!r} is not a sinkprune family "
             f"(known: {sorted(MODEL_TYPES)})"
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sinkprune.artifacts import weight_digests
+from sinkprune.artifacts import checkpoint_digests
 
 from .base import CalibrationData, PruneSpec, Result, SinkData
 
@@ -96,7 +96,8 @@ def load_sink_data(
 
 # ------------------------------------------------------------------ outputs ---
 def save_checkpoint(model, base_dir: str | Path, out_dir: str | Path, dtype=None) -> dict[str, str]:
-    """save_pretrained (safetensors) + the base model's tokenizer files; {tensor file: sha256}."""
+    """save_pretrained (safetensors) + the base model's tokenizer files; {file: sha256}
+    (sinkprune.artifacts.checkpoint_digests)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("*.safetensors"), out / "model.safetensors.index.json"]:
@@ -108,7 +109,7 @@ def save_checkpoint(model, base_dir: str | Path, out_dir: str | Path, dtype=None
         for f in Path(base_dir).glob(pattern):
             if f.is_file():
                 shutil.copy2(f, out / f.name)
-    return weight_digests(out)
+    return checkpoint_digests(out)
 
 
 def base_dtype(model_dir: str | Path) -> torch.dtype | None:
