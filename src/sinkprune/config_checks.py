@@ -9,10 +9,15 @@ one line that names the key, the offending value and what is allowed:
 - `check_variant_names`: two grid points that would share one checkpoint directory;
 - `check_sequence_lengths`: every configured length against each model's maximum;
 - `check_nm_shapes`: N:M patterns against SparseGPT's blocksize and the layers' input widths;
+- `check_head_dims`: an even head size (RoPE rotates pairs of channels);
 - `check_tasks`: lm-eval task names, metrics and generation settings (offline, `registry`);
 - `check_paper_names`: `models.<m>.paper_name` against `resources/paper_results.csv`;
 - `check_hub_checkpoints`: a downloaded checkpoint against the config's declared maximum length;
-- `check_run_settings`: `--cores` / `--jobs` (or a profile's `cores:` / `jobs:`) of at least 1.
+- `check_run_settings`: `--cores` / `--jobs` (or a profile's `cores:` / `jobs:`) of at least 1;
+- `check_corpus_file`: `corpus.path` exists.
+
+`exit_on_config_error` turns a ConfigError at DAG build into one line and exit status 1;
+`python -m sinkprune.config_checks FILE...` checks config files outside Snakemake.
 """
 
 from __future__ import annotations
@@ -153,7 +158,7 @@ def max_length(config: dict, model: str, hub_lengths: dict[str, int]) -> tuple[i
     return None
 
 
-def is_generation(name: str, settings: dict) -> bool:
+def is_generation(name: str) -> bool:
     info = task_info(name)
     return info is not None and info.output_type == "generate_until"
 
@@ -181,7 +186,7 @@ def check_sequence_lengths(config: dict, hub_lengths: dict[str, int]) -> None:
     for name in evaluated:
         fits(name, heldout.get("seqlen", 64), "evaluation.heldout.seqlen")
         for task, settings in config["evaluation"]["tasks"].items():
-            if is_generation(task, settings):
+            if is_generation(task):
                 gen = settings.get("gen_length", 256)
                 key = f"evaluation.tasks.{task}.gen_length"
                 fits(name, gen + MIN_PROMPT_TOKENS, key,
