@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sinkprune.config import ConfigError, Variant, parse_variant, validate_config, variants
+from sinkprune.config import (
+    VARIANT_PATTERN,
+    ConfigError,
+    Variant,
+    parse_variant,
+    validate_config,
+    variants,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -184,7 +191,8 @@ def test_variants_of_default_config_round_trip():
 
 def test_variant_names_match_snakemake_wildcard_constraint():
     common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    pattern = re.search(r'variant=r"([^"]+)"', common).group(1)
+    assert "variant=VARIANT_PATTERN," in common
+    pattern = VARIANT_PATTERN
     config = load()
     validate_config(config, SCHEMA)
     for v in variants(config, "tiny-dlm"):
