@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sinkprune.artifacts import checkpoint_digests
+from sinkprune.artifacts import checkpoint_digests, sha256_file
 
 from .base import CalibrationData, PruneSpec, Result, SinkData, SinkNorms
 
