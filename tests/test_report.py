@@ -173,12 +173,12 @@ def test_unstructured_csv_golden(built):
         "delta_avg_lo": "",
         "delta_avg_hi": "",
         "delta_avg_sig": "",
-        "ce_t0.15": "0.50",
-        "ce_t0.15_stderr": "0.10",
-        "ce_t0.5": "1.17",
-        "ce_t0.5_stderr": "0.20",
-        "bits_per_token": "4.15",
-        "bits_per_token_stderr": "0.05",
+        "ce_t0.15": "0.500",
+        "ce_t0.15_stderr": "0.100",
+        "ce_t0.5": "1.167",
+        "ce_t0.5_stderr": "0.200",
+        "bits_per_token": "4.148",
+        "bits_per_token_stderr": "0.050",
     }
     # wanda: (39.08 + 72.63) / 2 = 55.855 -> 55.85 or 55.86
     assert rows[1]["arc_challenge"] == "39.08" and rows[1]["piqa"] == "72.63"
@@ -198,8 +198,8 @@ def test_structured_markdown_golden(built):
     )
     assert lines[3] == "|:---|:---|---:|---:|---:|---:|---:|---:|---:|"
     assert lines[4] == (
-        "| 0% | Dense | 43.00 ± 1.00 | 74.10 ± 1.00 | 58.55 ± 0.71 |  | 0.50 ± 0.10 | "
-        "1.17 ± 0.20 | 4.15 ± 0.05 |"
+        "| 0% | Dense | 43.00 ± 1.00 | 74.10 ± 1.00 | 58.55 ± 0.71 |  | 0.500 ± 0.100 | "
+        "1.167 ± 0.200 | 4.148 ± 0.050 |"
     )
     # wanda_sp avg (37.80 + 68.34) / 2 = 53.07; sink_sp (38.20 + 69.55) / 2 = 53.875 -> 53.88.
     # Δ Avg = ((3820 − 3780) + (6955 − 6834)) / 2 / 100 = +0.805 points; every item difference
@@ -222,9 +222,9 @@ def test_missing_shown_as_missing_and_bold_only_when_comparable(built):
     md = (out / "m" / "unstructured.md").read_text().splitlines()
     sink = next(line for line in md if "Sink-aware Wanda |" in line)
     # arc: 41.38 > 39.08 -> bold; piqa and Avg missing; Δ Avg missing (sink avg missing);
-    # held-out: sink's CE t=0.5 (55 / 60 = 0.92) beats wanda's (85 / 60 = 1.42) -> bold
+    # held-out: sink's CE t=0.5 (55 / 60 = 0.917) beats wanda's (85 / 60 = 1.417) -> bold
     assert sink.startswith("| 50% | Sink-aware Wanda | **41.38 ± 1.00** | — | — | — | ")
-    assert "**0.92 ± 0.20**" in sink
+    assert "**0.917 ± 0.200**" in sink
     wanda = next(line for line in md if "| Wanda |" in line)
     assert "**72.63" not in wanda  # only one value present in the piqa column of the block
 
@@ -243,18 +243,18 @@ def test_delta_table(built):
     # held-out, paired over windows: sink − wanda at t=0.5 is −0.5 nats in every window, so the
     # CI is the point; at t=0.15 the sums differ by (+1, 0, −1, −2) over 20 tokens = −0.10
     assert (r["ce_t0.5"], r["ce_t0.5_lo"], r["ce_t0.5_hi"], r["ce_t0.5_sig"]) == (
-        "-0.50",
-        "-0.50",
-        "-0.50",
+        "-0.500",
+        "-0.500",
+        "-0.500",
         "True",
     )
-    assert r["ce_t0.15"] == "-0.10" and r["ce_t0.15_sig"] == "False"
+    assert r["ce_t0.15"] == "-0.100" and r["ce_t0.15_sig"] == "False"
     # bits: −1 nat per window over 8 tokens = −0.125 / ln 2 = −0.180 bits
-    assert r["bits_per_token"] == "-0.18" and r["bits_per_token_sig"] == "True"
+    assert r["bits_per_token"] == "-0.180" and r["bits_per_token_sig"] == "True"
     # arc: +230 items of 10 000 = +2.30 points
     assert r["arc_challenge"] == "2.30" and r["piqa"] == "" and r["avg"] == ""
     md = (out / "m" / "unstructured_delta.md").read_text()
-    assert "| −0.50 [" not in md and "-0.50 [-0.50, -0.50]*" in md
+    assert "-0.500 [-0.500, -0.500]*" in md
 
 
 def test_claims(built):
@@ -264,7 +264,7 @@ def test_claims(built):
     row = next(x for x in lines if "Wanda-sp | ratio 0.3 | accuracy, average" in x)
     assert row.endswith("| reproduced |")
     row = next(x for x in lines if "| 50% | held-out CE t=0.5 " in x)
-    assert "-0.50 | [-0.50, -0.50] | reproduced" in row
+    assert "-0.500 | [-0.500, -0.500] | reproduced" in row
     row = next(x for x in lines if "| 50% | held-out CE t=0.15 " in x)
     assert row.endswith("| not resolved |")
     row = next(x for x in lines if "| 50% | accuracy, average" in x)
@@ -307,8 +307,8 @@ def test_heldout_table(built):
         "bits_per_token_stderr",
     ]
     by = {r["method"]: r for r in rows}
-    # wanda bits: 120 / 32 / ln 2 = 5.41
-    assert by["dense"]["ce_t0.15"] == "0.50" and by["wanda"]["bits_per_token"] == "5.41"
+    # wanda bits: 120 / 32 / ln 2 = 5.410
+    assert by["dense"]["ce_t0.15"] == "0.500" and by["wanda"]["bits_per_token"] == "5.410"
     assert by["sink_sp"]["ce_t0.5"] == ""  # no heldout.json for this variant
     md = (out / "m" / "heldout.md").read_text()
     assert "| CE t=0.15 | CE t=0.5 | bits/token |" in md

@@ -74,6 +74,15 @@ TASK_LABELS = {
     "truthfulqa_mc2": "TruthfulQA",
     "race": "RACE",
     "avg8": "Avg (8)",
+    "shakespeare_shuffle": "Shuffle",
+    "shakespeare_reverse": "Reverse",
+    "shakespeare_swap": "Swap",
+    "shakespeare_adjacent_swap": "Adjacent swap",
+    "shakespeare_substitute": "Substitute",
+    "shakespeare_line_ending": "Line ending",
+    "shakespeare_next_line": "Next line",
+    "shakespeare_last_word": "Last word",
+    "shakespeare_complete_line": "Complete line",
 }
 #: the published "Avg" is over these 8 benchmarks (method.md §7)
 AVG8_TASKS = [
@@ -485,24 +494,31 @@ def _isnan(x) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-def _fmt(x, signed: bool = False) -> str:
+def decimals(col: str) -> int:
+    """Shown decimals: 3 for held-out nats and bits (differences of a few hundredths matter),
+    2 for percentages."""
+    return 3 if lower_is_better(col.removesuffix(STDERR).removesuffix(LO).removesuffix(HI)) else 2
+
+
+def _fmt(x, signed: bool = False, digits: int = 2) -> str:
     if _isnan(x):
         return MISSING
     if isinstance(x, str):
         return TASK_LABELS.get(x, METHOD_LABELS.get(x, x))
-    return f"{x:+.2f}" if signed else f"{x:.2f}"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
 def _cell(r: pd.Series, c: str, signed: bool) -> tuple[str, bool]:
     """The text of value column `c` of row `r` with its companions (± stderr, [CI], mark) and
     whether a significance mark belongs to it."""
-    text = _fmt(r[c], signed=signed)
+    k = decimals(c)
+    text = _fmt(r[c], signed=signed, digits=k)
     if text == MISSING:
         return text, False
     if c + STDERR in r.index and not _isnan(r[c + STDERR]):
-        text += f" ± {r[c + STDERR]:.2f}"
+        text += f" ± {r[c + STDERR]:.{k}f}"
     if c + LO in r.index and not _isnan(r[c + LO]):
-        text += f" [{r[c + LO]:+.2f}, {r[c + HI]:+.2f}]"
+        text += f" [{r[c + LO]:+.{k}f}, {r[c + HI]:+.{k}f}]"
     sig = r[c + SIG] if c + SIG in r.index else None
     return text, not _isnan(sig) and bool(sig)
 
@@ -515,7 +531,7 @@ def _best_mask(df: pd.DataFrame, cols: Sequence[str]) -> set[tuple[int, str]]:
         if len(idx) < 2:
             continue
         for c in cols:
-            vals = df.loc[idx, c].astype(float).round(2)  # compare what is shown
+            vals = df.loc[idx, c].astype(float).round(decimals(c))  # compare what is shown
             if vals.notna().sum() < 2:
                 continue
             target = vals.min() if lower_is_better(c) else vals.max()
@@ -647,12 +663,17 @@ def write_table(
     signed_cols: Sequence[str] = (),
     note: str = "",
 ) -> list[Path]:
-    """Write `stem`.md, .csv (numbers with 2 decimals, missing empty, every companion column)
-    and .tex."""
+    """Write `stem`.md, .csv (numbers with the shown decimals, missing empty, every companion
+    column) and .tex."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.parent / f"{stem.name}{s}" for s in (".md", ".csv", ".tex")]
     paths[0].write_text(to_markdown(df, title, value_cols, bold_cols, signed_cols, note))
-    df.to_csv(paths[1], index=False, float_format="%.2f", na_rep="")
+    csv = df.copy()
+    for c in csv.columns:
+        if pd.api.types.is_float_dtype(csv[c]):
+            k = decimals(c)
+            csv[c] = [("" if math.isnan(x) else f"{x:.{k}f}") for x in csv[c]]
+    csv.to_csv(paths[1], index=False)
     label = f"tab:{stem.parent.name}:{stem.name}"
     paths[2].write_text(to_latex(df, title, value_cols, bold_cols, signed_cols, label, note))
     return paths
@@ -806,12 +827,15 @@ def claims_markdown(deltas: Mapping[str, pd.DataFrame], tasks: Sequence[str]) ->
                 v = verdict(r[c], r[c + LO], r[c + HI], not lower_is_better(c))
                 if c in ("avg", *(h for h in cols if lower_is_better(h))):
                     counts[v] = counts.get(v, 0) + 1
-                ci = MISSING if _isnan(r[c]) else f"[{r[c + LO]:+.2f}, {r[c + HI]:+.2f}]"
+                k = decimals(c)
+                ci = MISSING if _isnan(r[c]) else f"[{r[c + LO]:+.{k}f}, {r[c + HI]:+.{k}f}]"
+                delta = _fmt(r[c], signed=True, digits=k)
                 rows.append(
                     f"| {METHOD_LABELS[r['method']]} vs {METHOD_LABELS[r['baseline']]} | "
-                    f"{setting} | {_measure(c, tasks)} | {_fmt(r[c], signed=True)} | {ci} | {v} |"
+                    f"{setting} | {_measure(c, tasks)} | {delta} | {ci} | {v} |"
                 )
         summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+        summary += f" (of {sum(counts.values())})"
         lines += [
             "",
             f"## {model}",
