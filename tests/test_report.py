@@ -392,3 +392,33 @@ def test_same_results_give_the_same_bytes(tmp_path):
     # the builds may fall in the same second: check that no date is written at all
     pdfs = [v for k, v in out[0].items() if k.endswith(".pdf")]
     assert pdfs and not any(b"CreationDate" in v or b"ModDate" in v for v in pdfs)
+
+
+def test_causal_heldout_is_read_per_window(tmp_path):
+    path = tmp_path / "heldout.json"
+    sums = [31.0, 62.0]  # seqlen 32: 31 predicted tokens per window -> CE 1.0 and 2.0
+    payload = {
+        "seqlen": 32, "windows": [0, 4], "masked": [], "elbo": None,
+        "next_token": {"ce_nats": 1.5, "ce_nats_stderr": 0.5, "ce_sum_per_window": sums},
+        "bits_per_token": 1.5 / math.log(2),
+    }  # fmt: skip
+    path.write_text(json.dumps(payload))
+    h = report.read_heldout(path)
+    assert h.values == {"ce_next_token": 1.5, "bits_per_token": pytest.approx(2.164, abs=1e-3)}
+    assert h.windows["ce_next_token"] == ({0: 1.0, 4: 2.0}, None)
+    assert h.windows["bits_per_token"][0][4] == pytest.approx(2.0 / math.log(2))
+    old = {k: v for k, v in payload.items() if k != "windows"}
+    path.write_text(json.dumps(old))
+    with pytest.raises(report.ReportError, match="per-window"):
+        report.read_heldout(path)
+
+
+def test_task_file_without_items_names_the_fix(tmp_path):
+    path = tmp_path / "piqa.json"
+    path.write_text(json.dumps({"results": {"piqa": {"acc,none": 0.5}}}))
+    with pytest.raises(report.ReportError, match="forcerun evaluate"):
+        report.read_task_result(path, "piqa", "acc")
+    items = {"metric": "acc_norm,none", "ids": ["piqa/0"], "values": [1.0]}
+    path.write_text(json.dumps({"results": {"piqa": {"acc,none": 0.5}}, "items": items}))
+    with pytest.raises(report.ReportError, match=r"evaluation\.tasks\.piqa\.metric"):
+        report.read_task_result(path, "piqa", "acc")
