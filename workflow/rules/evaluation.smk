@@ -10,6 +10,7 @@ rule local_tasks:
         tokenizer=f"{RESULTS}/tokenizer/tokenizer.json",
     output:
         readme=f"{RESULTS}/tasks/README.md",
+        loader=f"{RESULTS}/tasks/local_data.py",
         yaml=expand(f"{RESULTS}/tasks/{{task}}.yaml", task=LOCAL_TASKS),
         data=expand(
             f"{RESULTS}/tasks/{{task}}.{{split}}.jsonl",
@@ -54,6 +55,7 @@ if EVAL_JOB_PER == "variant":
         threads: threads_for("evaluate")
         resources:
             gpu=gpu_for("evaluate"),
+            gpu_model=gpu_model_for("evaluate"),
             mem_mb=mem_mb_for("evaluate"),
             runtime=runtime_for("evaluate"),
         params:
@@ -80,6 +82,7 @@ else:
         threads: threads_for("evaluate")
         resources:
             gpu=gpu_for("evaluate"),
+            gpu_model=gpu_model_for("evaluate"),
             mem_mb=mem_mb_for("evaluate"),
             runtime=runtime_for("evaluate"),
         params:
@@ -102,6 +105,7 @@ else:
         threads: threads_for("heldout")
         resources:
             gpu=gpu_for("heldout"),
+            gpu_model=gpu_model_for("heldout"),
             mem_mb=mem_mb_for("heldout"),
             runtime=runtime_for("heldout"),
         params:
