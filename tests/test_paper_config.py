@@ -115,10 +115,12 @@ def expected_jobs(cfg) -> Counter:
         all=1,
     )
     n_eval = sum(len(variants(cfg, m)) for m in cfg["evaluation"]["models"])
-    if cfg["evaluation"]["job_per"] == "variant":  # one job runs every task and heldout
+    if cfg["evaluation"]["job_per"] == "variant":  # one job runs every task, heldout and ppl
         n.update(evaluate=n_eval)
-    else:  # one job per (variant, task), heldout on its own
+    else:  # one job per (variant, task), heldout and perplexity on their own
         n.update(evaluate=n_eval * len(cfg["evaluation"]["tasks"]), heldout=n_eval)
+        n.update(perplexity=n_eval)
+    n.update(ppl_text=1 if n_eval else 0)  # the release's perplexity text, once
     if trained:
         n.update(tokenizer=1, train_model=len(trained))
     if cfg["evaluation"]["include_local_tasks"]:
