@@ -476,3 +476,15 @@ def test_ppl_column_and_its_paired_log_delta(tmp_path):
          report.variants({"pruning": PRUNING}, "m"), ["log_ppl"])}, list(TASKS),
     )  # fmt: skip
     assert "log PPL (lower is better) | -0.100 | [-0.100, -0.100] | reproduced |" in claims
+
+
+def test_dream_heldout_bits_use_the_scored_tokens(tmp_path):
+    """A Dream heldout.json scores seqlen − 1 tokens per window (position 0 is context)."""
+    payload = {"seqlen": 8, "windows": [0, 1], "masked": [], "next_token": None,
+               "elbo": {"bits_per_token": 1.0, "bits_per_token_stderr": 0.1,
+                        "nats_per_window": [7.0, 14.0], "tokens_per_window": 7},
+               "bits_per_token": 1.0}  # fmt: skip
+    path = tmp_path / "heldout.json"
+    path.write_text(json.dumps(payload))
+    bits, _ = report.read_heldout(path).windows["bits_per_token"]
+    assert bits == {0: pytest.approx(1 / math.log(2)), 1: pytest.approx(2 / math.log(2))}

@@ -229,7 +229,8 @@ def read_heldout(path: str | Path) -> Heldout | None:
         stderr["bits_per_token"] = stderr["ce_next_token"] / math.log(2)
     if data.get("elbo"):
         nats = data["elbo"]["nats_per_window"]
-        bits = {w: x / seqlen / math.log(2) for w, x in zip(ids, nats, strict=True)}
+        scored = int(data["elbo"].get("tokens_per_window", seqlen))  # Dream: seqlen − 1
+        bits = {w: x / scored / math.log(2) for w, x in zip(ids, nats, strict=True)}
         windows["bits_per_token"] = (bits, None)
         stderr["bits_per_token"] = float(data["elbo"]["bits_per_token_stderr"])
     if data.get("bits_per_token") is not None:
