@@ -62,6 +62,7 @@ def test_micro_workflow_produces_tables(micro_run: Path):
             (res / "tiny-dlm" / "eval" / variant / "shakespeare_next_line.json").read_text()
         )
         assert "shakespeare_next_line" in out["results"]
+        assert out["settings"]["estimator"]["crn"] and out["config"]["estimator"]["stopping"]
     tables = sorted(p.name for p in (res / "tables").rglob("*") if p.is_file())
     assert any(name.endswith(".md") for name in tables)
     assert any(name.endswith(".tex") for name in tables)

@@ -81,7 +81,7 @@ CONTINUATION_TOKENS: dict[str, int] = {
 DEFAULT_CONTINUATION_TOKENS = 10
 #: Mean rows per Monte-Carlo choice with sequential stopping, as a share of the cap: measured by
 #: `make bench` (sinkprune.bench.agreement, the embedded default's setting, both bench models).
-STOP_SHARE = 0.5
+STOP_SHARE = 0.55
 
 
 # ------------------------------------------------------------------ model ---

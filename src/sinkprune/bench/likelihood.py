@@ -71,7 +71,7 @@ def throughput(
 
     A setting whose estimator is standard runs today's path (`mc_loglikelihood` per request,
     as `sinkprune_dlm` does with every option off); any other runs `estimate` (rows of many
-    items in shared forwards); a name ending in "one item at a time" runs `estimate` with
+    items in shared forwards); a name containing "one item at a time" runs `estimate` with
     max_active = 1. Forwards are counted by the scorer (or mc_num per request on today's path).
     """
     device = torch.device(device)
@@ -87,7 +87,7 @@ def throughput(
             calls = sum(-(-mc_num // batch_size) for _ in requests)
         else:
             scorer = ModelScorer(logits_fn, mask_id, cfg, batch_size, device)
-            one = name.endswith("one item at a time")
+            one = "one item at a time" in name
             estimate(requests, logits_fn, mask_id, est, mc_num, batch_size, cfg, seed, device,
                      scorer=scorer, max_active=1 if one else 512)  # fmt: skip
             fwd, calls = scorer.forwards, scorer.calls
