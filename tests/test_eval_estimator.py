@@ -357,3 +357,14 @@ def test_estimator_options_are_checked_and_merged():
     losses = torch.ones(2, 3, dtype=torch.float64)
     with pytest.raises(ValueError, match="stop_on"):
         resolved(losses, torch.ones(2, dtype=torch.float64), 2.0, "metric")
+
+
+def test_lm_results_do_not_depend_on_the_chunking(lm, monkeypatch):
+    import sinkprune.evaluation.lm as lm_module
+
+    lm.set_settings(mc_num=8, batch_size=8, estimator={"crn": True, "stopping": True, "round": 2})
+    whole = lm.loglikelihood(instances(), disable_tqdm=True)
+    monkeypatch.setattr(lm_module, "ITEMS_PER_CALL", 1)
+    chunked = lm.loglikelihood(instances(), disable_tqdm=True)
+    assert [x[0] for x in chunked] == pytest.approx([x[0] for x in whole], rel=1e-6)
+    lm.set_settings(estimator={})

@@ -39,6 +39,7 @@ from .likelihood import (
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ITEMS_PER_CALL = 1024  # items per `estimate` call (bounds the token ids held at once)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -282,36 +283,50 @@ class SinkpruneDLM(LM):
         return (getattr(req, "task_name", None), int(doc_id))
 
     def _estimated_loglikelihood(self, requests, disable_tqdm: bool) -> list[tuple[float, bool]]:
-        """All requests at once through `likelihood.estimate` (module docstring)."""
-        batch = []
-        for req in requests:
-            context, continuation = req.args
-            ctx, cont = self.encode_pair(context, continuation)
-            # lm-eval's acc_norm divides by the choice's characters (without the delimiter)
-            norm = max(1, len(continuation.lstrip()))
-            batch.append(LLRequest(tuple(ctx), tuple(cont), self._item_of(req), float(norm)))
-        results = estimate(
-            batch,
-            self._logits,
-            self.mask_id,
-            self.estimator,
-            mc_num=self.mc_num,
-            batch_size=self.batch_size,
-            cfg=self.cfg,
-            seed=self.seed,
-            device=self._device,
-            progress=not disable_tqdm,
-        )
-        forwards = sum(r.forwards for r in results)
-        standard = sum(self.mc_num * (2 if self.cfg > 0 and b.context else 1) for b in batch)
+        """All requests through `likelihood.estimate`, ITEMS_PER_CALL items at a time (token ids
+        of a whole task at once would not fit in host memory for MMLU-sized tasks; the results
+        do not depend on the chunking)."""
+        groups: dict = {}
+        for i, req in enumerate(requests):
+            key = self._item_of(req)
+            groups.setdefault(i if key is None else key, []).append(i)
+        items = list(groups.values())
+        results: list = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc="loglikelihood", disable=disable_tqdm)
+        for start in range(0, len(items), ITEMS_PER_CALL):
+            index = [i for item in items[start : start + ITEMS_PER_CALL] for i in item]
+            batch = []
+            for i in index:
+                context, continuation = requests[i].args
+                ctx, cont = self.encode_pair(context, continuation)
+                # lm-eval's acc_norm divides by the choice's characters (without the delimiter)
+                norm = float(max(1, len(continuation.lstrip())))
+                batch.append(LLRequest(tuple(ctx), tuple(cont), self._item_of(requests[i]), norm))
+            out = estimate(
+                batch,
+                self._logits,
+                self.mask_id,
+                self.estimator,
+                mc_num=self.mc_num,
+                batch_size=self.batch_size,
+                cfg=self.cfg,
+                seed=self.seed,
+                device=self._device,
+            )
+            for i, res, req in zip(index, out, batch, strict=True):
+                results[i] = (res, 2 if self.cfg > 0 and req.context else 1)
+            bar.update(len(index))
+        bar.close()
+        forwards = sum(r.forwards for r, _ in results)
+        standard = sum(self.mc_num * g for _, g in results)
         log.info(
             "loglikelihood: %d requests, %d forwards (%.3f of the standard protocol's %d), "
             "%d exact; estimator %s",
-            len(batch), forwards, forwards / max(1, standard), standard,
-            sum(r.exact for r in results), self.estimator.as_dict(),
+            len(requests), forwards, forwards / max(1, standard), standard,
+            sum(r.exact for r, _ in results), self.estimator.as_dict(),
         )  # fmt: skip
         out = []
-        for req, res in zip(requests, results, strict=True):
+        for req, (res, _) in zip(requests, results, strict=True):
             out.append((res.ll, False))
             self.cache_hook.add_partial("loglikelihood", req.args, (res.ll, False))
         return out
