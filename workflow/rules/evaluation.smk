@@ -14,6 +14,7 @@ rule ppl_text:
         "logs/ppl_text.log",
     benchmark:
         "benchmarks/ppl_text.tsv"
+    localrule: True  # re-reads a hub dataset's test split: where `corpus` had the network
     conda:
         "../../envs/analysis.yaml"
     threads: 1
