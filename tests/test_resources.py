@@ -116,6 +116,9 @@ def test_runtime_by_hand_and_attempt_scaled():
     wanda = res.runtime_min("prune", LLADA, 1, **JOB, method="wanda")
     assert sink > wanda  # 2 x samples x timesteps forwards vs samples
     assert res.runtime_min("train", TINY, 2) == 2 * res.runtime_min("train", TINY, 1)
+    long_cap = {**TINY, "train": {"minutes": 45.0}}
+    assert res.runtime_min("train", long_cap, 1) == 45 + res.TRAIN_MARGIN_MIN
+    assert res.runtime_min("train", {**TINY, "train": {"minutes": 2.5}}, 1) == 30
 
 
 def test_gpus():
@@ -123,6 +126,20 @@ def test_gpus():
         assert res.gpus(stage, TINY) == 0  # embedded models are CPU-sized
         assert res.gpus(stage, LLADA) == (1 if stage in res.GPU_STAGES else 0)
     assert res.GPU_STAGES == {"attention_mass", "prune", "evaluate", "heldout"}
+
+
+def test_threads_two_for_training_wide_embedded_models_else_one():
+    wide = {**TINY, "arch": {**TINY["arch"], "d_model": res.TRAIN_THREADS_MIN_WIDTH}}
+    narrow = {**TINY, "arch": {**TINY["arch"], "d_model": res.TRAIN_THREADS_MIN_WIDTH - 8}}
+    assert res.threads("train", wide) == 2
+    assert res.threads("train", narrow) == 1
+    for stage in res.STAGES - {"train"}:
+        assert res.threads(stage, wide) == 1 and res.threads(stage, narrow) == 1
+    assert res.threads("prune", LLADA) == 4 and res.threads("train", LLADA) == 2
+    shipped = yaml.safe_load((ROOT / "config/config.yaml").read_text())["models"]
+    micro = yaml.safe_load((ROOT / ".test/config/config.yaml").read_text())["models"]
+    assert {m: res.threads("train", c) for m, c in shipped.items()} == {"tiny-dlm": 2, "tiny-ar": 2}
+    assert {res.threads("train", c) for c in micro.values()} == {1}
 
 
 def test_job_size_from_config_and_wildcards():
