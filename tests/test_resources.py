@@ -120,6 +120,9 @@ def test_runtime_by_hand_and_attempt_scaled():
     norms = res.runtime_min("sink_norms", LLADA, 1, **JOB)
     assert norms == res.runtime_min("attention_mass", LLADA, 1, **JOB)  # samples x timesteps
     assert res.runtime_min("train", TINY, 2) == 2 * res.runtime_min("train", TINY, 1)
+    long_cap = {**TINY, "train": {"minutes": 45.0}}
+    assert res.runtime_min("train", long_cap, 1) == 45 + res.TRAIN_MARGIN_MIN
+    assert res.runtime_min("train", {**TINY, "train": {"minutes": 2.5}}, 1) == 30
 
 
 def test_gpus():
@@ -129,6 +132,20 @@ def test_gpus():
     assert res.GPU_STAGES == {
         "attention_mass", "sink_norms", "prune", "evaluate", "heldout", "perplexity"
     }  # fmt: skip
+
+
+def test_threads_two_for_training_wide_embedded_models_else_one():
+    wide = {**TINY, "arch": {**TINY["arch"], "d_model": res.TRAIN_THREADS_MIN_WIDTH}}
+    narrow = {**TINY, "arch": {**TINY["arch"], "d_model": res.TRAIN_THREADS_MIN_WIDTH - 8}}
+    assert res.threads("train", wide) == 2
+    assert res.threads("train", narrow) == 1
+    for stage in res.STAGES - {"train"}:
+        assert res.threads(stage, wide) == 1 and res.threads(stage, narrow) == 1
+    assert res.threads("prune", LLADA) == 4 and res.threads("train", LLADA) == 2
+    shipped = yaml.safe_load((ROOT / "config/config.yaml").read_text())["models"]
+    micro = yaml.safe_load((ROOT / ".test/config/config.yaml").read_text())["models"]
+    assert {m: res.threads("train", c) for m, c in shipped.items()} == {"tiny-dlm": 2, "tiny-ar": 2}
+    assert {res.threads("train", c) for c in micro.values()} == {1}
 
 
 def test_job_size_from_config_and_wildcards():

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from safetensors.torch import load_file
+import yaml
+from safetensors.torch import load_file, save_file
 
 from sinkprune import training
+from sinkprune.config import ConfigError, validate_config
 from sinkprune.models import get_adapter, load_model
 from sinkprune.tokenizer import load_tokenizer, make_tokenizer, mask_token_id
 from sinkprune.training import (
@@ -27,6 +31,9 @@ from sinkprune.training import (
     unigram_entropy,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = ROOT / "config" / "config.yaml"
 WORDS = "one two three four five six seven eight nine ten".split()
 ARCH = {"d_model": 32, "n_layers": 2, "n_heads": 2, "mlp_hidden_size": 64,
         "max_sequence_length": 32}  # fmt: skip
@@ -77,6 +84,18 @@ def test_train_spec_rejects_unknown_keys():
         TrainSpec.from_config({"learning_rate": 1e-3})
 
 
+def test_train_spec_rejects_an_unknown_loss_weighting():
+    with pytest.raises(ValueError, match="train.loss_weighting"):
+        TrainSpec.from_config({"loss_weighting": "inverse_t"})
+
+
+def test_config_validation_refuses_an_unknown_loss_weighting():
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["models"]["tiny-dlm"]["train"]["loss_weighting"] = "inverse_t"
+    with pytest.raises(ConfigError, match=r"models\.tiny-dlm\.train\.loss_weighting"):
+        validate_config(config, SCHEMA)
+
+
 # ---------------------------------------------------------------- losses ---
 def test_mdm_loss_matches_hand_computation():
     B, T, V, mask_id, eps = 4, 6, 11, 10, 1e-3
@@ -102,6 +121,30 @@ def test_mdm_loss_matches_hand_computation():
     assert loss.item() == pytest.approx(expected / (B * T), rel=1e-5)
 
 
+def test_mdm_loss_masked_mean_is_the_mean_over_windows_of_masked_token_ce():
+    B, T, V, mask_id, eps = 5, 6, 11, 10, 1e-3
+    x = torch.randint(0, 10, (B, T), generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(5)
+    replay = torch.Generator().set_state(gen.get_state())
+    model = Stub(T, V)
+    loss = mdm_loss(model, x, mask_id, gen, eps, weighting="masked_mean")
+
+    u = torch.rand(1, generator=replay).item()
+    draws = torch.rand(B, T, generator=replay)
+    per_window = []
+    for b in range(B):
+        p = (1 - eps) * ((u + b / B) % 1.0) + eps
+        ces = [
+            -model.table[j].log_softmax(-1)[x[b, j]].item()
+            for j in range(T)
+            if draws[b, j].item() < p
+        ]
+        if ces:  # a window without masked tokens is left out
+            per_window.append(sum(ces) / len(ces))
+    assert 0 < len(per_window) < B  # the case of an unmasked window is exercised
+    assert loss.item() == pytest.approx(sum(per_window) / len(per_window), rel=1e-5)
+
+
 class UniformLogits(torch.nn.Module):
     def __init__(self, V: int):
         super().__init__()
@@ -118,6 +161,28 @@ def test_mdm_loss_is_unbiased_for_the_token_average_ce():
     x = torch.randint(0, V - 1, (B, T), generator=gen)
     losses = [mdm_loss(UniformLogits(V), x, V - 1, gen).item() for _ in range(100)]
     assert sum(losses) / len(losses) == pytest.approx(math.log(V), rel=0.03)
+
+
+def test_mdm_loss_weightings_agree_in_expectation_and_masked_mean_varies_less():
+    """Both estimate E_t[CE_t]; with a uniform model every masked token costs log V."""
+    B, T, V = 8, 64, 50
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, V - 1, (B, T), generator=gen)
+    draws = {
+        w: torch.tensor([mdm_loss(UniformLogits(V), x, V - 1, gen, weighting=w).item()
+                         for _ in range(200)])
+        for w in ("elbo", "masked_mean")
+    }  # fmt: skip
+    assert draws["elbo"].mean().item() == pytest.approx(math.log(V), rel=0.05)
+    # every masked token costs log V, so the per-window mean is exactly log V: no variance at all
+    assert torch.allclose(draws["masked_mean"], torch.tensor(math.log(V)))
+    assert draws["elbo"].std() > 0.05
+
+
+def test_mdm_loss_rejects_an_unknown_weighting():
+    with pytest.raises(ValueError, match="loss_weighting"):
+        mdm_loss(UniformLogits(5), torch.zeros(2, 4, dtype=torch.long), 4,
+                 torch.Generator(), weighting="nope")  # fmt: skip
 
 
 def test_ar_loss_is_next_token_ce():
@@ -165,14 +230,20 @@ def test_heldout_windows_are_disjoint_and_deterministic():
     assert heldout_windows(tokens, 8, 50).shape == (12, 8)  # capped at what exists
 
 
-def test_quality_bar_thresholds():
-    ok = {"masked_ce": {"0.15": 4.5, "0.5": 4.8, "0.85": 5.0}}
-    assert quality_bar("dlm", ok, 5.2)["passed"]
-    flat = {"masked_ce": {"0.15": 4.6, "0.5": 4.8, "0.85": 5.0}}  # 8% only
-    assert not quality_bar("dlm", flat, 5.2)["ce_t0.15_10pct_below_t0.85"]
-    assert not quality_bar("dlm", ok, 5.0)["ce_t0.5_0.3nat_below_unigram"]
-    assert quality_bar("ar", {"next_token_ce": 4.0}, 5.2)["passed"]
-    assert not quality_bar("ar", {"next_token_ce": 4.3}, 5.2)["passed"]
+def test_quality_bar_is_computed_from_the_heldout_metrics():
+    ok = {"masked_ce": {"0.15": 3.6, "0.5": 3.9, "0.85": 4.5}}
+    bar = quality_bar("dlm", ok, 5.2)
+    assert bar["passed"]
+    assert bar["ce_t0.15_rel_below_t0.85"]["value"] == pytest.approx(0.2)  # 1 - 3.6/4.5
+    assert bar["ce_t0.5_nats_below_unigram"]["value"] == pytest.approx(1.3)
+    assert bar["ce_t0.5_nats_below_unigram"]["threshold"] == training.BAR_DLM_T05_VS_UNIGRAM == 1.2
+    flat = {"masked_ce": {"0.15": 4.1, "0.5": 3.9, "0.85": 4.5}}  # 8.9% only
+    assert not quality_bar("dlm", flat, 5.2)["ce_t0.15_rel_below_t0.85"]["passed"]
+    assert not quality_bar("dlm", flat, 5.2)["passed"]
+    weak = quality_bar("dlm", ok, 5.05)  # 1.15 nats below unigram: today's 0.87 would fail too
+    assert not weak["ce_t0.5_nats_below_unigram"]["passed"] and not weak["passed"]
+    assert quality_bar("ar", {"next_token_ce": 3.6}, 5.2)["passed"]
+    assert not quality_bar("ar", {"next_token_ce": 3.8}, 5.2)["passed"]
 
 
 def test_encode_file_equals_whole_text_encoding(corpus):
@@ -252,6 +323,62 @@ def test_killed_run_resumes_to_the_same_weights(corpus, tmp_path, monkeypatch):
     assert [p["train_loss"] for p in resumed["loss_curve"]] == pytest.approx(
         [p["train_loss"] for p in ref["loss_curve"]]
     )
+
+
+class PlantedObject:
+    """Unpickling it would create `marker` (stands for arbitrary code)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_resume_file_holding_a_python_object_is_refused_without_running_it(corpus, tmp_path):
+    out, marker = tmp_path / "m", tmp_path / "code-ran"
+    torch.save({"signature": "x", "step": 3, "payload": PlantedObject(marker)}, resume_file(out))
+    with pytest.raises(ValueError, match=r"\.m\.resume\.safetensors: not a sinkprune resume"):
+        train_model(corpus["train"], corpus["valid"], corpus["tokenizer"], out, "dlm", ARCH,
+                    {**TRAIN, "max_steps": 2}, seed=0)  # fmt: skip
+    assert not marker.exists()
+    assert not (out / "train_metrics.json").exists()
+
+
+def test_a_resume_file_with_extra_tensors_is_refused(corpus, tmp_path):
+    out = tmp_path / "m"
+    save_file({"evil/x": torch.zeros(1), "generator": torch.Generator().get_state()},
+              str(resume_file(out)), metadata={"format": training.RESUME_FORMAT, "signature": "x",
+                                               "progress": "{}"})  # fmt: skip
+    with pytest.raises(ValueError, match="unexpected tensor 'evil/x'"):
+        train_model(corpus["train"], corpus["valid"], corpus["tokenizer"], out, "dlm", ARCH,
+                    {**TRAIN, "max_steps": 2}, seed=0)  # fmt: skip
+
+
+def test_a_resume_file_from_other_settings_is_ignored(corpus, tmp_path, monkeypatch):
+    args = (corpus["train"], corpus["valid"], corpus["tokenizer"])
+    short = {**TRAIN, "max_steps": 6, "eval_every": 3}
+    fresh = train_model(*args, tmp_path / "fresh", "dlm", ARCH, short, seed=0)
+
+    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 0.0)
+    real_windows, calls = training.random_windows, {"n": 0}
+
+    def dies_at_step_4(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("killed")
+        return real_windows(*a, **k)
+
+    monkeypatch.setattr(training, "random_windows", dies_at_step_4)
+    out = tmp_path / "m"
+    with pytest.raises(KeyboardInterrupt):  # checkpoint of a run with another lr
+        train_model(*args, out, "dlm", ARCH, {**short, "lr": 0.02}, seed=0)
+    assert resume_file(out).is_file()
+    monkeypatch.setattr(training, "random_windows", real_windows)
+    again = train_model(*args, out, "dlm", ARCH, short, seed=0)
+    assert again["heldout"] == fresh["heldout"]
+    a, b = load_file(tmp_path / "fresh" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_train_model_is_deterministic_under_a_seed(corpus, tmp_path):

@@ -40,6 +40,8 @@ SAFETY = 1.5  # runtime request = estimate × SAFETY + load time
 LOAD_MIN = 10  # minutes to load an 8B checkpoint and move it to the GPU
 FLOOR_MB = 2000
 SOLVE_S_PER_COLUMN = 2e-4  # SparseGPT: seconds per weight column of the sequential solve
+TRAIN_MARGIN_MIN = 10  # embedded training: runtime request = train.minutes + this, at least 30
+TRAIN_THREADS_MIN_WIDTH = 128  # embedded models this wide train on 2 threads (see threads())
 MASS_ROW_BYTES = 48  # one attention-mass parquet row: 8 columns, int/float, plus arrow overhead
 
 #: Every stage name the rules pass to mem_mb_for/runtime_for/gpu_for, with its own formula.
@@ -306,10 +308,14 @@ def mem_mb(stage: str, model_cfg: Mapping, attempt: int = 1, **job) -> int:
 
 def runtime_min(stage: str, model_cfg: Mapping, attempt: int = 1, **job) -> int:
     """Wall-time request in minutes: estimate × SAFETY + LOAD_MIN for hub models, a small fixed
-    budget for embedded (CPU-sized) models; times `attempt`."""
+    budget for embedded (CPU-sized) models (training: at least its `train.minutes` cap +
+    TRAIN_MARGIN_MIN); times `attempt`."""
     if is_embedded(model_cfg):
         base = {"train": 30, "attention_mass": 20, "sink_norms": 20, "prune": 30, "evaluate": 30}
         base = base.get(stage, 10)
+        if stage == "train":  # never below the run's own wall-clock cap (+ data, eval, saving)
+            cap = model_cfg.get("train", {}).get("minutes", 4.0)
+            base = max(base, math.ceil(cap) + TRAIN_MARGIN_MIN)
         return int(base * attempt)
     if stage == "download_model":
         base = 60.0
@@ -346,12 +352,16 @@ def gpu_model(stage: str, model_cfg: Mapping, requested: str | None) -> str | No
 def threads(stage: str, model_cfg: Mapping | None = None) -> int:
     """CPU threads a job of `stage` asks for: data loading and host-side work for GPU stages.
 
-    Embedded (trained-here) models get 1 thread: their matrices are too small for intra-op
-    parallelism to pay, so independent jobs run side by side instead (measured: micro training
-    0.9 s on 1 thread vs 6.2 s on 2 on a busy 2-core machine).
+    Embedded (trained-here) models get 1 thread, except training a model of width
+    >= TRAIN_THREADS_MIN_WIDTH, which gets 2: there intra-op parallelism pays (d_model 128:
+    1.6x tokens/s on a quiet 2-core machine, docs/decisions.md "Embedded training"), and the
+    training jobs sit on the critical path, so on 2 cores they run one after the other with both
+    cores each. Smaller matrices do not pay for the second thread (micro config: 0.9 s on 1
+    thread, 6.2 s on 2 on a busy machine), so their jobs run side by side.
     """
     if model_cfg is not None and is_embedded(model_cfg):
-        return 1
+        wide = model_cfg.get("arch", {}).get("d_model", 0) >= TRAIN_THREADS_MIN_WIDTH
+        return 2 if stage == "train" and wide else 1
     return {
         "train": 2,
         "attention_mass": 4,
