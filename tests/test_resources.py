@@ -162,3 +162,52 @@ def test_paper_gpu_hours_rows():
     per_model = 1 + 1 + n_methods + len(cfg["evaluation"]["tasks"]) + 1  # + sink_norms
     assert len(rows) == n_models * per_model
     assert all(r["gpu_hours"] >= 0 for r in rows)
+
+
+def test_rows_per_request_follow_the_estimator():
+    std = {"mc_num": 128}
+    assert res.rows_per_request("piqa", std) == 128
+    # gpqa's " (A)" is 3 tokens: 7 patterns, enumerated from exact_max_patterns 7 on
+    exact = {"mc_num": 128, "estimator": {"exact_max_patterns": 7}}
+    assert res.rows_per_request("gpqa_main_n_shot", exact) == 7
+    assert res.rows_per_request("piqa", exact) == 128
+    short = {"mc_num": 128, "estimator": {"exact_max_patterns": 6}}
+    assert res.rows_per_request("gpqa_main_n_shot", short) == 128
+    # stopping: requests (wall time) assume the cap, the estimate its measured share
+    stop = {"mc_num": 128, "estimator": {"stopping": True, "cap": 64}}
+    assert res.rows_per_request("piqa", stop) == 64
+    assert res.rows_per_request("piqa", stop, expected=True) == 64 * res.STOP_SHARE
+    no_cap = {"mc_num": 96, "estimator": {"stopping": True}}
+    assert res.rows_per_request("piqa", no_cap) == 96
+    fwd = 2 * 8e9 * 50 + 4 * 32 * 4096 * 50**2
+    tcfg = {"cfg": 0.5, **stop}
+    assert res.eval_cost(LLADA, "piqa", tcfg) == pytest.approx(1838 * 2 * 64 * 2 * fwd)
+
+
+def test_fast_estimator_switch_lowers_the_paper_estimate():
+    paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    fast = yaml.safe_load((ROOT / "config/fast_estimator.yaml").read_text())
+    merged = res.merge(paper, fast)
+    assert merged["evaluation"]["tasks"] == paper["evaluation"]["tasks"]  # only the estimator
+    assert res.task_settings(paper, "piqa")["estimator"]["crn"] is False  # paper: standard
+    est = res.task_settings(merged, "piqa")["estimator"]
+    assert est["crn"] and est["stopping"] and est["stop_on"] == "acc_norm"  # piqa's metric
+    assert res.task_settings(merged, "winogrande")["estimator"]["stop_on"] == "acc"
+
+    def likelihood_hours(cfg):  # generation (gsm8k) and heldout do not use the estimator
+        rows = res.paper_gpu_hours(cfg)
+        skip = ("evaluate (gsm8k)", "evaluate (heldout)")
+        return sum(
+            r["gpu_hours"]
+            for r in rows
+            if r["stage"].startswith("evaluate (") and r["stage"] not in skip
+        )
+
+    assert likelihood_hours(merged) < 0.5 * likelihood_hours(paper)
+    # the wall-time request of a stopping job assumes the cap
+    llada = paper["models"]["LLaDA-8B-Base"]
+    job = res.job_size("evaluate", merged, {"model": "m", "variant": "dense", "task": "piqa"})
+    cap = job["task_cfg"]["estimator"]["cap"]
+    assert res.gpu_hours("evaluate", llada, **job) == pytest.approx(
+        res.eval_cost(llada, "piqa", {**job["task_cfg"], "mc_num": cap}) / res.GPU_FLOPS / 3600
+    )

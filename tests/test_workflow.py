@@ -63,6 +63,7 @@ def test_micro_workflow_produces_tables(micro_run: Path):
         )
         assert "shakespeare_shuffle" in out["results"]
         assert len(out["items"]["ids"]) == 10  # per-item record for paired CIs
+        assert out["settings"]["estimator"]["crn"] and out["config"]["estimator"]["stopping"]
     tables = sorted(p.name for p in (res / "tables").rglob("*") if p.is_file())
     assert any(name.endswith(".md") for name in tables)
     assert any(name.endswith(".tex") for name in tables)

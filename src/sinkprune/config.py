@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .evaluation.estimator import task_estimator
+
 NM_TYPES = {"2:4": (2, 4), "4:8": (4, 8)}
 STRUCTURED_METHODS = {"wanda_sp", "sink_sp"}
 UNSTRUCTURED_METHODS = {"magnitude", "wanda", "sparsegpt", "sink", "sink_sgpt"}
@@ -138,6 +140,11 @@ def check_config(config: dict) -> None:
             raise ConfigError(
                 f"pruning.models: '{m}' is kind '{models[m]['kind']}', expected 'dlm'"
             )
+    for task in config.get("evaluation", {}).get("tasks", {}):
+        try:
+            task_estimator(config, task)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     t = config.get("diffusion", {})
     if t and t["sample_interval"] > t["steps"]:
         raise ConfigError("diffusion.sample_interval must be <= diffusion.steps")

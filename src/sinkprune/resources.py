@@ -13,8 +13,11 @@ Used by workflow/rules/common.smk (`resources:` of each rule, through `mem_mb_fo
   (mask selection from the norms file); Wanda/SparseGPT/`sink_sgpt`/Wanda-sp = 2 per sample
   (sequential, block by block: each block runs every window for its statistics and again, pruned,
   for the next block's inputs; `sink_sgpt` reads ω̄ from the scores); evaluation
-  (loglikelihood) = requests × mc_num (× 2 with classifier-free guidance), generation =
-  requests × steps.
+  (loglikelihood) = requests × rows per request (× 2 with classifier-free guidance), generation =
+  requests × steps. Rows per request follow `evaluation.estimator` (`rows_per_request`): mc_num
+  for the standard protocol; 2^ℓ − 1 when the task's typical answer length ℓ is enumerated
+  (`exact_max_patterns`); with sequential stopping the cap for runtime *requests* (a job must
+  not outlive its wall-time) and STOP_SHARE × cap for the GPU-hour *estimate*.
 * GPU time = FLOPs / GPU_FLOPS, with GPU_FLOPS = 100 TFLOP/s: bf16 on an A100/H100 at the low
   utilisation that small-batch, hook-heavy passes reach. Requests add a fixed model load time and
   a 1.5× safety margin.
@@ -63,6 +66,25 @@ TASK_SHAPE: dict[str, tuple[int, float, int, int]] = {
     "gsm8k": (1319, 1, 120, 130),
 }
 DEFAULT_TASK_SHAPE = (1000, 4, 100, 100)
+
+#: Typical answer-choice length in tokens (LLaMA-class tokenizer, with the target delimiter):
+#: whether `evaluation.estimator.exact_max_patterns` enumerates a task's choices. Estimates from
+#: the tasks' choice formats: MMLU " A", GPQA " (A)", WinoGrande's partial sentence, etc.
+CONTINUATION_TOKENS: dict[str, int] = {
+    "mmlu": 1,
+    "gpqa_main_n_shot": 3,
+    "arc_challenge": 6,
+    "arc_easy": 6,
+    "winogrande": 7,
+    "race": 9,
+    "truthfulqa_mc2": 12,
+    "piqa": 22,
+    "hellaswag": 25,
+}
+DEFAULT_CONTINUATION_TOKENS = 10
+#: Mean rows per Monte-Carlo choice with sequential stopping, as a share of the cap: measured by
+#: `make bench` (sinkprune.bench.agreement, the embedded default's setting, both bench models).
+STOP_SHARE = 0.55
 
 
 # ------------------------------------------------------------------ model ---
@@ -131,9 +153,9 @@ def job_size(stage: str, config: Mapping, wildcards: Mapping | None = None) -> d
     task = _get(wildcards, "task")
     if task:
         out["task"] = task
-        out["task_cfg"] = dict(tasks.get(task, {}))
+        out["task_cfg"] = task_settings(config, task)
     elif stage == "evaluate":  # one job runs every task and the held-out likelihood
-        out["tasks"] = {name: dict(t) for name, t in tasks.items()}
+        out["tasks"] = {name: task_settings(config, name) for name in tasks}
     if stage == "heldout" or (stage == "evaluate" and not task):
         h = config.get("evaluation", {}).get("heldout", {})
         out["heldout"] = (
@@ -142,6 +164,14 @@ def job_size(stage: str, config: Mapping, wildcards: Mapping | None = None) -> d
             len(h.get("t_grid", [0.15, 0.5, 0.85])),
         )
     return out
+
+
+def task_settings(config: Mapping, task: str) -> dict:
+    """`evaluation.tasks.<task>` with its estimator options (evaluation.estimator merged)."""
+    from sinkprune.evaluation.estimator import task_estimator
+
+    tasks = config.get("evaluation", {}).get("tasks", {})
+    return dict(tasks.get(task, {})) | {"estimator": task_estimator(config, task)}
 
 
 def _get(wildcards, key):
@@ -168,9 +198,25 @@ def forwards(stage: str, **job) -> float:
     return 0
 
 
-def eval_cost(model_cfg: Mapping, task: str, task_cfg: Mapping) -> float:
-    """FLOPs of one lm-eval task: requests × mc_num (× 2 with cfg) loglikelihood forwards, or
-    requests × steps forwards of context + gen_length tokens for generation (gsm8k)."""
+def rows_per_request(task: str, task_cfg: Mapping, expected: bool = False) -> float:
+    """Masked rows one log-likelihood request of `task` costs under its estimator options
+    (`task_cfg["estimator"]`, absent = standard): 2^ℓ − 1 if its typical answer length ℓ is
+    enumerated, else mc_num, or with stopping the cap (`expected`: STOP_SHARE × cap)."""
+    from sinkprune.evaluation.estimator import Estimator
+
+    est = Estimator.from_dict(task_cfg.get("estimator"))
+    mc_num = task_cfg.get("mc_num", 128)
+    length = CONTINUATION_TOKENS.get(task, DEFAULT_CONTINUATION_TOKENS)
+    if est.exact_for(length):
+        return float(2**length - 1)
+    rows = est.max_rows(mc_num)
+    return rows * STOP_SHARE if est.stopping and expected else float(rows)
+
+
+def eval_cost(model_cfg: Mapping, task: str, task_cfg: Mapping, expected: bool = False) -> float:
+    """FLOPs of one lm-eval task: requests × rows per request (× 2 with cfg) loglikelihood
+    forwards, or requests × steps forwards of context + gen_length tokens for generation (gsm8k).
+    `expected`: the mean cost under sequential stopping instead of its cap (rows_per_request)."""
     docs, per_doc, tokens, shot_tokens = TASK_SHAPE.get(task, DEFAULT_TASK_SHAPE)
     if task_cfg.get("limit"):
         docs = min(docs, task_cfg["limit"])
@@ -179,16 +225,17 @@ def eval_cost(model_cfg: Mapping, task: str, task_cfg: Mapping) -> float:
         gen = task_cfg.get("gen_length", 256)
         return docs * task_cfg.get("steps", gen) * forward_flops(model_cfg, length + gen)
     guidance = 2 if task_cfg.get("cfg", 0) > 0 else 1
-    n_fwd = docs * per_doc * task_cfg.get("mc_num", 128) * guidance
+    n_fwd = docs * per_doc * rows_per_request(task, task_cfg, expected) * guidance
     return n_fwd * forward_flops(model_cfg, length)
 
 
-def gpu_hours(stage: str, model_cfg: Mapping, **job) -> float:
-    """Estimated GPU hours of one job of `stage` (0 for stages without model forwards)."""
+def gpu_hours(stage: str, model_cfg: Mapping, expected: bool = False, **job) -> float:
+    """Estimated GPU hours of one job of `stage` (0 for stages without model forwards); for
+    evaluation with sequential stopping the cap's cost, or with `expected` the mean's."""
     if stage == "evaluate" and "task" in job:
-        flops = eval_cost(model_cfg, job["task"], job.get("task_cfg", {}))
+        flops = eval_cost(model_cfg, job["task"], job.get("task_cfg", {}), expected)
     elif stage == "evaluate":
-        flops = sum(eval_cost(model_cfg, t, c) for t, c in job.get("tasks", {}).items())
+        flops = sum(eval_cost(model_cfg, t, c, expected) for t, c in job.get("tasks", {}).items())
         return flops / GPU_FLOPS / 3600 + gpu_hours("heldout", model_cfg, **job)
     elif stage == "heldout":
         n_seq, seqlen, n_t = job.get("heldout", (64, 64, 3))
@@ -318,8 +365,9 @@ def paper_gpu_hours(config: Mapping) -> list[dict]:
             for method, hours in by_method.items():
                 rows.append(_row(model, f"prune ({method})", len(hours), sum(hours)))
         if model in config.get("evaluation", {}).get("models", []):
-            for task, tcfg in tasks.items():
-                h = gpu_hours("evaluate", mcfg, task=task, task_cfg=tcfg)
+            for task in tasks:
+                tcfg = task_settings(config, task)
+                h = gpu_hours("evaluate", mcfg, expected=True, task=task, task_cfg=tcfg)
                 rows.append(_row(model, f"evaluate ({task})", len(vs), h * len(vs)))
             hj = job_size("heldout", config)
             h = gpu_hours("heldout", mcfg, **hj)
@@ -331,14 +379,28 @@ def _row(model: str, stage: str, jobs: int, hours: float) -> dict:
     return {"model": model, "stage": stage, "jobs": jobs, "gpu_hours": hours}
 
 
+def merge(base: dict, update: Mapping) -> dict:
+    """Deep merge of a second config file, as Snakemake merges `--configfile A B`."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`python -m sinkprune.resources CONFIG.yaml`: print the GPU-hour table as Markdown."""
+    """`python -m sinkprune.resources CONFIG.yaml [MORE.yaml ...]`: print the GPU-hour table as
+    Markdown; later files are deep-merged into the first (e.g. config/fast_estimator.yaml)."""
     import sys
 
     import yaml
 
     argv = sys.argv[1:] if argv is None else argv
-    config = yaml.safe_load(open(argv[0]))
+    config: dict = {}
+    for path in argv:
+        config = merge(config, yaml.safe_load(open(path)))
     rows = paper_gpu_hours(config)
     print("| model | stage | jobs | GPU h |\n|---|---|---:|---:|")
     for r in rows:

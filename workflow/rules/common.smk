@@ -159,11 +159,12 @@ EVAL_TASK_PATTERN = "|".join(re.escape(t) for t in EVAL_TASKS)
 
 def eval_task_params(wildcards):
     """{task: settings} of evaluation.tasks (num_fewshot, cfg, mc_num, batch_size, limit,
-    metric, gen_length, steps, block_length): every task, or the job's `task` wildcard.
+    metric, gen_length, steps, block_length, and the estimator options: evaluation.estimator
+    with the task's changes): every task, or the job's `task` wildcard.
     """
     tasks = config["evaluation"]["tasks"]
     names = [wildcards.task] if "task" in wildcards.keys() else list(tasks)
-    return {t: dict(tasks[t]) for t in names}
+    return {t: res.task_settings(config, t) for t in names}
 
 
 def eval_run_params(wildcards):

@@ -7,7 +7,11 @@ data parallelism.
 
 model_args: pretrained=PATH, mc_num, batch_size, cfg, gen_length, steps, block_length,
 temperature, seed, device (auto: cuda if available else cpu), dtype (auto|float32|bfloat16|
-float16), max_length (default: the checkpoint's), add_bos (default: whatever the tokenizer does).
+float16), max_length (default: the checkpoint's), add_bos (default: whatever the tokenizer does),
+estimator (a dict of `likelihood.Estimator` options; from Python or the workflow, not the CLI).
+With every estimator option off (the default) each request runs `mc_loglikelihood` on its own,
+as before; otherwise all requests go through `likelihood.estimate`, which groups the answer
+choices of one item by `Instance.task_name` and `Instance.doc_id`.
 `is_greedy` is always False for diffusion models (the release's greedy check would cost
 ℓ extra forwards per request; acc metrics do not use it).
 """
@@ -23,11 +27,19 @@ from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
 from .generate import ar_generate, check_gen_settings, cut_at_stops, diffusion_generate
-from .likelihood import ar_loglikelihood, mc_loglikelihood, request_seed
+from .likelihood import (
+    Estimator,
+    LLRequest,
+    ar_loglikelihood,
+    estimate,
+    mc_loglikelihood,
+    request_seed,
+)
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ITEMS_PER_CALL = 1024  # items per `estimate` call (bounds the token ids held at once)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -80,6 +92,7 @@ class SinkpruneDLM(LM):
         block_length: int = 32,
         temperature: float = 0.0,
         seed: int = 0,
+        estimator: dict | Estimator | None = None,
         device: str | None = "auto",
         dtype: str | None = "auto",
         max_length: int | None = None,
@@ -118,6 +131,7 @@ class SinkpruneDLM(LM):
             block_length=block_length,
             temperature=temperature,
             seed=seed,
+            estimator=estimator,
         )
 
     @classmethod
@@ -143,6 +157,7 @@ class SinkpruneDLM(LM):
                 bs = 32
             kw["batch_size"] = int(bs)
         casts = {"mc_num": int, "cfg": float, "gen_length": int, "steps": int}
+        casts |= {"estimator": Estimator.from_dict}
         casts |= {"block_length": int, "temperature": float, "seed": int, "batch_size": int}
         for key, value in kw.items():
             if key not in casts:
@@ -167,6 +182,7 @@ class SinkpruneDLM(LM):
             "block_length": self.block_length,
             "temperature": self.temperature,
             "seed": self.seed,
+            "estimator": self.estimator.as_dict(),
             "device": str(self._device),
         }
 
@@ -229,6 +245,8 @@ class SinkpruneDLM(LM):
 
     # ---------------------------------------------------------- lm-eval API ---
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        if not self.causal and not self.estimator.standard:
+            return self._estimated_loglikelihood(requests, disable_tqdm)
         out = []
         for req in tqdm(requests, desc="loglikelihood", disable=disable_tqdm):
             context, continuation = req.args
@@ -250,6 +268,67 @@ class SinkpruneDLM(LM):
                 greedy = False
             out.append((ll, greedy))
             self.cache_hook.add_partial("loglikelihood", (context, continuation), (ll, greedy))
+        return out
+
+    def _item_of(self, req) -> tuple[str | None, int] | None:
+        """(task_name, doc_id): the item whose answer choices are compared (CRN, stopping)."""
+        if not (self.estimator.crn or self.estimator.stopping):
+            return None
+        doc_id = getattr(req, "doc_id", None)
+        if doc_id is None:
+            raise ValueError(
+                "sinkprune_dlm: evaluation.estimator crn/stopping group the answer choices of one "
+                f"item by Instance.doc_id, but request {req.args!r} has none"
+            )
+        return (getattr(req, "task_name", None), int(doc_id))
+
+    def _estimated_loglikelihood(self, requests, disable_tqdm: bool) -> list[tuple[float, bool]]:
+        """All requests through `likelihood.estimate`, ITEMS_PER_CALL items at a time (token ids
+        of a whole task at once would not fit in host memory for MMLU-sized tasks; the results
+        do not depend on the chunking)."""
+        groups: dict = {}
+        for i, req in enumerate(requests):
+            key = self._item_of(req)
+            groups.setdefault(i if key is None else key, []).append(i)
+        items = list(groups.values())
+        results: list = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc="loglikelihood", disable=disable_tqdm)
+        for start in range(0, len(items), ITEMS_PER_CALL):
+            index = [i for item in items[start : start + ITEMS_PER_CALL] for i in item]
+            batch = []
+            for i in index:
+                context, continuation = requests[i].args
+                ctx, cont = self.encode_pair(context, continuation)
+                # lm-eval's acc_norm divides by the choice's characters (without the delimiter)
+                norm = float(max(1, len(continuation.lstrip())))
+                batch.append(LLRequest(tuple(ctx), tuple(cont), self._item_of(requests[i]), norm))
+            out = estimate(
+                batch,
+                self._logits,
+                self.mask_id,
+                self.estimator,
+                mc_num=self.mc_num,
+                batch_size=self.batch_size,
+                cfg=self.cfg,
+                seed=self.seed,
+                device=self._device,
+            )
+            for i, res, req in zip(index, out, batch, strict=True):
+                results[i] = (res, 2 if self.cfg > 0 and req.context else 1)
+            bar.update(len(index))
+        bar.close()
+        forwards = sum(r.forwards for r, _ in results)
+        standard = sum(self.mc_num * g for _, g in results)
+        log.info(
+            "loglikelihood: %d requests, %d forwards (%.3f of the standard protocol's %d), "
+            "%d exact; estimator %s",
+            len(requests), forwards, forwards / max(1, standard), standard,
+            sum(r.exact for r, _ in results), self.estimator.as_dict(),
+        )  # fmt: skip
+        out = []
+        for req, (res, _) in zip(requests, results, strict=True):
+            out.append((res.ll, False))
+            self.cache_hook.add_partial("loglikelihood", req.args, (res.ll, False))
         return out
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:

@@ -24,6 +24,7 @@ from .tasks import CHANCE, LOCAL_TASKS
 log = logging.getLogger(__name__)
 
 MODEL_SETTINGS = ("mc_num", "batch_size", "cfg", "gen_length", "steps", "block_length")
+MODEL_SETTINGS += ("estimator",)  # evaluation.estimator with the task's changes
 RESULT_KEYS = ("results", "groups", "group_subtasks", "configs", "versions", "n-shot")
 RESULT_KEYS += ("higher_is_better", "n-samples", "config")
 
