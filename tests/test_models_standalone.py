@@ -273,3 +273,38 @@ def test_sinkprune_never_runs_checkpoint_code(pruned, tmp_path):
 def test_write_standalone_refuses_an_unknown_family(tmp_path):
     with pytest.raises(ValueError, match="family 'gpt'"):
         write_standalone(tmp_path, "gpt")
+
+
+def test_tokenizer_loading_never_consults_auto_map(pruned, tmp_path):
+    """sinkprune's tokenizer loaders on a folder with `auto_map`, in a fresh process where no
+    family is registered yet: no remote-code prompt, the folder's code never runs."""
+    import shutil
+
+    from sinkprune.tokenizer import make_tokenizer
+
+    folder = tmp_path / "copy"
+    shutil.copytree(pruned["dream", "wanda_sp_structured_0.5"], folder)
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be, that is the question\n" * 50)
+    make_tokenizer(text, tmp_path / "tok", 300)
+    for f in (tmp_path / "tok").iterdir():
+        shutil.copy(f, folder / f.name)
+    sentinel = tmp_path / "ran"
+    for name in ("modeling_dream.py", "configuration_dream.py"):
+        (folder / name).write_text(f"open({str(sentinel)!r}, 'w').write('x')\n")
+    script = (
+        "import sys\n"
+        "from sinkprune.tokenizer import load_tokenizer\n"
+        "from sinkprune.evaluation.lm import load_tokenizer as lm_tokenizer\n"
+        f"print(len(load_tokenizer({str(folder)!r})), len(lm_tokenizer({str(folder)!r})))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], stdin=subprocess.DEVNULL, env=env,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "custom code" not in proc.stdout + proc.stderr
+    sizes = proc.stdout.split()
+    assert len(sizes) == 2 and sizes[0] == sizes[1] and int(sizes[0]) > 4
+    assert not sentinel.exists()
