@@ -194,8 +194,9 @@ def dream_loss(
     """Dream's masked-diffusion loss: Σ_masked CE/p over the B·(T-1) maskable tokens.
 
     The forward process of `mdm_loss` (stratified t, p = (1-eps)·t + eps, the same draws) with
-    Dream's two differences (method.md §1-2): the logits are shifted, the logit at j-1 predicts
-    token j, so the first token, which no logit predicts, is never masked and never scored.
+    Dream's shifted logits (method.md §1): the logit at j-1 predicts token j, so the first token,
+    which no logit predicts, is never masked and never scored; the last one is (docs/decisions.md,
+    "Embedded Dream-family model").
     """
     B, T = x.shape
     t = (torch.rand(1, generator=gen) + torch.arange(B)[:, None] / B) % 1.0
