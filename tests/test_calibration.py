@@ -107,3 +107,44 @@ def test_build_calibration_roundtrip(tmp_path):
     for row in tokens.numpy():
         s = rng.randint(0, len(stream) - 8 - 1)
         assert np.array_equal(row, stream[s : s + 8])
+
+
+def _bpe_with_bos(path):
+    """A GPT-2-style byte-level BPE that merges a newline with the spaces after it, and a
+    post-processor that prepends <bos> (as LLaDA's tokenizer does)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<bos>"], show_progress=False)
+    tok.train_from_iterator(["the king\n  is dead\n  long live\n  the king\n"] * 50, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", tok.token_to_id("<bos>"))]
+    )
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>").save_pretrained(path)
+    return tok
+
+
+def test_calibration_stream_is_the_release_single_call(tmp_path):
+    """The train split is tokenised as `tokenizer(" ".join(records))`: one call (line chunks
+    would split a newline from the spaces after it), default special tokens (BOS first), and
+    not the newline the corpus rule writes after the joined records."""
+    from sinkprune.calibration import tokenize_corpus
+    from sinkprune.training import encode_file
+
+    tok = _bpe_with_bos(tmp_path / "model")
+    records = [f"line {i} the king\n  is dead" for i in range(300)]
+    joined = " ".join(records)
+    (tmp_path / "train.txt").write_text(joined + "\n")  # what corpus.split_text writes
+    ids = tokenize_corpus(tmp_path / "train.txt", tmp_path / "model")
+    release = tok.encode(joined).ids  # the release: tokenizer(" ".join(records))
+    assert ids.tolist() == release and release[0] == tok.token_to_id("<bos>")
+    from transformers import AutoTokenizer
+
+    (tmp_path / "raw.txt").write_text(joined)
+    chunked = encode_file(tmp_path / "raw.txt", AutoTokenizer.from_pretrained(tmp_path / "model"),
+                          lines_per_chunk=2)  # fmt: skip
+    # the former line-chunked stream: "\n" and the spaces after it no longer merge
+    assert len(chunked) > len(release) - 1

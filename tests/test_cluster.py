@@ -22,7 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 MICRO = REPO / ".test" / "config" / "config.yaml"
-GPU_STAGE_RULES = {"attention_mass", "prune", "evaluate", "heldout"}
+GPU_STAGE_RULES = {"attention_mass", "prune", "evaluate", "heldout", "perplexity"}
 TABLE_SUFFIXES = {".md", ".csv", ".tex"}
 RUN_TIMEOUT_S = 900  # a hung status query fails the test instead of the CI job
 

@@ -250,6 +250,14 @@ CASES = [
     Case("train-longer-than-model", put("models.tiny-ar.train.seq_len", 64), ("train.seq_len",)),
     Case("heldout-longer", put("evaluation.heldout.seqlen", 64), ("evaluation.heldout.seqlen",)),
     Case(
+        "ppl-longer-than-model",
+        put("evaluation.ppl.prompt_length", 25),
+        ("evaluation.ppl.prompt_length", "prompt_length + chunk_size = 33"),
+    ),
+    Case("ppl-zero-chunk", put("evaluation.ppl.chunk_size", 0), ("evaluation.ppl.chunk_size",)),
+    Case("ppl-rows-text", put("evaluation.ppl.rows", "all"), ("evaluation.ppl.rows",)),
+    Case("unknown-ppl-key", put("evaluation.ppl.max_length", 1024), ("ppl.max_length",)),
+    Case(
         "generation-longer-than-model",
         put(
             "evaluation.tasks.shakespeare_complete_line",

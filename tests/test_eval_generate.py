@@ -55,6 +55,9 @@ def test_schedule_and_settings():
         check_gen_settings(8, 3, 4)
     assert cut_at_stops("abc\ndef.", ["\n", "."]) == "abc"
     assert cut_at_stops("abc", ["\n"]) == "abc"
+    # the release's loop cuts at each stop in turn: "bc" first leaves "a", "ab" is then absent
+    # (cutting at the earliest occurrence of any stop would give "")
+    assert cut_at_stops("abc", ["bc", "ab"]) == "a" and cut_at_stops("abc", ["ab", "bc"]) == ""
 
 
 def test_commits_most_confident_first():
@@ -97,11 +100,34 @@ def test_generate_until_produces_rigged_text_and_stops(tokenizer):
     assert out == full.split("\n")[0] == " to be, that is"
 
 
-def test_generate_until_stops_at_eos(tokenizer):
+def test_generate_until_drops_eos_tokens(tokenizer):
     prompt, answer = "To be, or not", " to"
     lm = make_lm(tokenizer, prompt, answer)
     reqs = [Instance("generate_until", {}, (prompt, {"until": []}), 0)]
     assert lm.generate_until(reqs, disable_tqdm=True) == [" to"]
+
+
+def test_text_after_an_eos_is_kept_as_the_release_does(tokenizer):
+    """The release decodes every generated token and splits only at the task's stop strings,
+    then drops special tokens: text a model writes after an EOS (or a mask id) stays in the
+    answer (GSM8K's flexible-extract takes the last number of it)."""
+    prompt = "To be, or not"
+    enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    eos, mask = tokenizer.eos_token_id, tokenizer.mask_token_id
+    gen = enc(" to") + [eos] + enc(" be, that") + [mask, eos]  # 8 tokens after the prompt
+    gen = (gen + [eos] * 8)[:8]
+    m = Rigged(enc(prompt) + gen + [eos] * 8, len(tokenizer), mask_id=mask)
+    lm = SinkpruneDLM(adapter=m, tokenizer=tokenizer, gen_length=8, steps=8, block_length=4)
+    # the release, step by step, on the same generated ids
+    text = tokenizer.decode(gen, skip_special_tokens=False)
+    for stop in [","]:
+        if stop in text:
+            text = text.split(stop)[0]
+    want = tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True)
+    reqs = [Instance("generate_until", {}, (prompt, {"until": [","]}), 0)]
+    assert lm.generate_until(reqs, disable_tqdm=True) == [want] == [" to be"]
+    reqs = [Instance("generate_until", {}, (prompt, {"until": []}), 0)]
+    assert lm.generate_until(reqs, disable_tqdm=True) == [" to be, that"]
 
 
 def test_causal_generation_is_greedy(tokenizer):
@@ -139,3 +165,24 @@ def test_encode_pair_moves_spaces_and_truncates_left(tokenizer):
     full = enc("To be, or not to be, that is the question")
     assert len(ctx) + len(cont) == 6 and ctx + cont == full[-6:]
     assert cont == enc("To be, or not to be, that is the question")[-len(cont) :]
+
+
+def test_encode_pair_is_whole_minus_context_even_where_tokens_merge(tokenizer):
+    """lm-eval's and the release's rule: continuation = ids(context + continuation) minus the
+    first len(ids(context)) ids, also when the boundary merges (no separate encoding)."""
+    lm = make_lm(tokenizer, "a", "b")
+    enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    merged = None
+    for cut in range(1, len(TEXT) - 1):  # a split inside a word, where BPE merges across it
+        context, continuation = TEXT[:cut], TEXT[cut:40]
+        if context.rstrip() != context:
+            continue
+        whole, ctx = enc(context + continuation), enc(context)
+        if whole[: len(ctx)] != ctx:
+            merged = (context, continuation, whole, ctx)
+            break
+    assert merged is not None, "the test tokenizer never merges across a boundary"
+    context, continuation, whole, ctx = merged
+    got_ctx, got_cont = lm.encode_pair(context, continuation)
+    assert got_ctx == ctx and got_cont == whole[len(ctx) :]
+    assert got_cont != enc(continuation)  # what the former fallback encoded

@@ -139,3 +139,39 @@ def test_causal_per_window_sums(text_file):
     sums = out["next_token"]["ce_sum_per_window"]
     assert sum(sums) / (4 * 31) == pytest.approx(out["next_token"]["ce_nats"], rel=1e-6)
     assert out["next_token"]["ce_nats_stderr"] > 0
+
+
+class Recording(Linear):
+    """Linear, recording every input it is run on; `shifted_logits` as the Dream adapter."""
+
+    def __init__(self, shifted):
+        super().__init__()
+        self.shifted_logits, self.seen = shifted, []
+
+    def mdm_logits(self, ids):
+        self.seen.append(ids.clone())
+        return super().mdm_logits(ids)
+
+
+@pytest.mark.parametrize("shifted", [True, False])
+def test_dream_never_masks_or_scores_position_zero(text_file, shifted):
+    """Dream (shifted logits): position 0 is never masked, in the masked CE and in the ELBO, and
+    the ELBO is over the seqlen − 1 other tokens; llada-family models do mask it."""
+    model = Recording(shifted)
+    out = heldout_eval(model, CharTok(), text_file, 4, 16, [0.5, 0.9999], mc_num=8, batch_size=4)
+    first_masked = any(bool((x[:, 0] == MASK).any()) for x in model.seen)
+    assert first_masked != shifted and out["scored_from"] == int(shifted)
+    full = out["masked"][1]  # t ≈ 1: every scorable position
+    assert full["n_masked_per_window"] == [16 - int(shifted)] * 4
+    n_tok = 16 - int(shifted)
+    assert out["elbo"]["tokens_per_window"] == n_tok
+    nats = out["elbo"]["nats_per_window"]
+    assert out["bits_per_token"] == pytest.approx(sum(nats) / 4 / n_tok / math.log(2), rel=1e-6)
+    if shifted:  # the fully masked CE, by hand, over positions 1..15 with position 0 clean
+        enc = lambda s: CharTok()(s)["input_ids"]  # noqa: E731
+        w = heldout_windows(text_file.read_text(), enc, 4, 16, 0)
+        x = w.clone()
+        x[:, 1:] = MASK
+        logits = Linear().mdm_logits(x)[:, 1:]
+        ce = F.cross_entropy(logits.reshape(-1, V), w[:, 1:].reshape(-1))
+        assert full["ce_nats"] == pytest.approx(float(ce), rel=1e-5)

@@ -2,6 +2,7 @@
 
 import importlib.resources
 import json
+import math
 import re
 import shutil
 
@@ -183,9 +184,15 @@ def test_evaluate_checkpoint_end_to_end(env, tmp_path, monkeypatch):
     }  # fmt: skip
     outs = [tmp_path / "out" / f"{t}.json" for t in tasks]
     heldout = dict(n_sequences=3, seqlen=32, t_grid=[0.5], mc_num=2, batch_size=2)
+    from sinkprune.evaluation.ppl import write_ppl_text
+
+    ppl_text = tmp_path / "ppl_text.txt"
+    write_ppl_text({"kind": "shakespeare"}, 0, env["test"], 60, ppl_text)
+    ppl = dict(rows=60, prompt_length=24, chunk_size=8, stride=8, mc_num=2, batch_size=2)
     evaluate_checkpoint(
         env["model"] / "prune_report.json", outs, tasks, tmp_path / "out" / "heldout.json",
         heldout, env["test"], task_files=sorted(moved.glob("*.yaml")), seed=0,
+        ppl_output=tmp_path / "out" / "ppl.json", ppl_text=ppl_text, ppl=ppl,
     )  # fmt: skip
     for t, path in zip(tasks, outs, strict=True):
         res = json.loads(path.read_text())
@@ -206,6 +213,11 @@ def test_evaluate_checkpoint_end_to_end(env, tmp_path, monkeypatch):
     assert held["masked"][0]["t"] == 0.5 and held["bits_per_token"] > 0
     assert len(held["windows"]) == 3 and len(held["elbo"]["nats_per_window"]) == 3
     assert "wall_seconds" not in held
+    got = json.loads((tmp_path / "out" / "ppl.json").read_text())
+    n_tokens = len(env["tok"](ppl_text.read_text())["input_ids"])
+    assert got["n_tokens"] == n_tokens and got["n_chunks"] == len(range(8, n_tokens - 8, 8))
+    assert got["settings"] == {**ppl, "eps": 1e-3} and got["protocol"] == "llada"
+    assert got["ppl"] == pytest.approx(math.exp(got["log_ppl"])) and got["log_ppl_stderr"] > 0
     assert not list((tmp_path / "out").glob(".*tmp"))
 
 

@@ -20,17 +20,18 @@ PAPER = ROOT / "config" / "paper.yaml"
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
-# method.md §7: task -> (num_fewshot, cfg, mc_num)
+# method.md §7: task -> (num_fewshot, cfg, mc_num, batch_size); batch_size as the release's
+# eval_llada.sh (--batch_size 8 for the 128-draw tasks, 1 for mmlu): 16 stratified k draws of 8
 PAPER_TASKS = {
-    "arc_challenge": (0, 0.5, 128),
-    "hellaswag": (0, 0.5, 128),
-    "piqa": (0, 0.5, 128),
-    "winogrande": (5, 0.0, 128),
-    "mmlu": (5, 0.0, 1),
-    "gpqa_main_n_shot": (5, 0.5, 128),
-    "truthfulqa_mc2": (0, 2.0, 128),
-    "arc_easy": (0, 0.5, 128),
-    "race": (0, 0.5, 128),
+    "arc_challenge": (0, 0.5, 128, 8),
+    "hellaswag": (0, 0.5, 128, 8),
+    "piqa": (0, 0.5, 128, 8),
+    "winogrande": (5, 0.0, 128, 8),
+    "mmlu": (5, 0.0, 1, 1),
+    "gpqa_main_n_shot": (5, 0.5, 128, 8),
+    "truthfulqa_mc2": (0, 2.0, 128, 8),
+    "arc_easy": (0, 0.5, 128, 8),
+    "race": (0, 0.5, 128, 8),
 }
 
 
@@ -81,9 +82,9 @@ def test_tasks_of_method_md(cfg):
     ev = cfg["evaluation"]
     assert ev["include_local_tasks"] is False
     assert set(ev["tasks"]) == set(PAPER_TASKS) | {"gsm8k"}
-    for task, (shots, guidance, mc) in PAPER_TASKS.items():
+    for task, want in PAPER_TASKS.items():
         t = ev["tasks"][task]
-        assert (t["num_fewshot"], t["cfg"], t["mc_num"]) == (shots, guidance, mc), task
+        assert (t["num_fewshot"], t["cfg"], t["mc_num"], t["batch_size"]) == want, task
     g = ev["tasks"]["gsm8k"]
     assert g["gen_length"] == g["steps"] == g["block_length"] == 1024
 
@@ -114,10 +115,12 @@ def expected_jobs(cfg) -> Counter:
         all=1,
     )
     n_eval = sum(len(variants(cfg, m)) for m in cfg["evaluation"]["models"])
-    if cfg["evaluation"]["job_per"] == "variant":  # one job runs every task and heldout
+    if cfg["evaluation"]["job_per"] == "variant":  # one job runs every task, heldout and ppl
         n.update(evaluate=n_eval)
-    else:  # one job per (variant, task), heldout on its own
+    else:  # one job per (variant, task), heldout and perplexity on their own
         n.update(evaluate=n_eval * len(cfg["evaluation"]["tasks"]), heldout=n_eval)
+        n.update(perplexity=n_eval)
+    n.update(ppl_text=1 if n_eval else 0)  # the release's perplexity text, once
     if trained:
         n.update(tokenizer=1, train_model=len(trained))
     if cfg["evaluation"]["include_local_tasks"]:

@@ -22,6 +22,7 @@ import yaml
 from sinkprune import resources as res
 
 ROOT = Path(__file__).resolve().parents[1]
+GPU_RULES = {"attention_mass", "sink_norms", "prune", "evaluate", "heldout", "perplexity"}
 PAPER = ROOT / "config" / "paper.yaml"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 RULE_FILES = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
@@ -99,7 +100,7 @@ def test_slurm_profile_maps_partitions_and_leaves_gpus_to_the_rules():
     assert prof["latency-wait"] >= 30
     assert set(prof["default-resources"]) >= {"slurm_account", "slurm_partition", "mem_mb"}
     rules = gpu_rules()
-    assert set(rules) == {"attention_mass", "sink_norms", "prune", "evaluate", "heldout"}
+    assert set(rules) == GPU_RULES
     assert set(prof["set-resources"]) == set(rules)
     blocks = rule_blocks()
     for rule, settings in prof["set-resources"].items():
@@ -293,7 +294,8 @@ def slurm_dry_run(workdir: Path, configfile: Path) -> tuple[str, list[tuple[str,
 
 def test_slurm_profile_dry_run_builds_the_paper_dag(tmp_path):
     """The paper through the SLURM profile: every job, and a GPU (of SINKPRUNE_GPU_MODEL, in the GPU
-    partition) exactly for attention_mass, prune, evaluate and heldout of the 8B models."""
+    partition) exactly for attention_mass, sink_norms, prune, evaluate, heldout and perplexity of
+    the 8B models."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
     from test_paper_config import expected_jobs
 
@@ -310,7 +312,7 @@ def test_slurm_profile_dry_run_builds_the_paper_dag(tmp_path):
     for rule, resources in jobs:
         if rule == "all":  # the target rule: no action, no resources of its own
             continue
-        gpu = rule in {"attention_mass", "sink_norms", "prune", "evaluate", "heldout"}
+        gpu = rule in GPU_RULES
         on_gpu[rule] += gpu
         assert resources["slurm_partition"] == ("gpuq" if gpu else "cpuq"), (rule, resources)
         assert resources["gpu"] == ("1" if gpu else "0"), (rule, resources)

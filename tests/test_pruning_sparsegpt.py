@@ -114,6 +114,31 @@ def test_cholesky_retries_then_succeeds(caplog):
     assert "Cholesky failed" in caplog.text
 
 
+def test_damping_is_computed_in_float32_as_the_release():
+    """λ = percdamp · mean(diag H) as a float32 tensor op, added to the diagonal in place
+    (`damp = percdamp * torch.mean(torch.diag(H)); H[diag, diag] += damp`): for a Hessian where
+    that differs from the float64 product rounded once, the factor is the release's."""
+    from sinkprune.pruning.sparsegpt_solver import inverse_cholesky
+
+    for seed in range(200):  # a Hessian whose fp32 and fp64 λ differ in the last bit
+        _, _, H = layer(cols=32, seed=seed)
+        H = H.float()
+        lam32 = 0.01 * torch.mean(torch.diag(H))
+        lam64 = torch.tensor(0.01 * float(torch.mean(torch.diag(H))), dtype=torch.float32)
+        if lam32 != lam64:
+            break
+    else:
+        pytest.fail("no Hessian with differing fp32 / fp64 damping found")
+    U, damp, retries = inverse_cholesky(H, 0.01)
+    assert retries == 0 and damp == float(lam32) != float(lam64)
+    release = H.clone()
+    idx = torch.arange(H.shape[0])
+    release[idx, idx] += lam32
+    L = torch.linalg.cholesky(release)
+    want = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+    assert torch.equal(U, want)
+
+
 def test_cholesky_gives_up_with_clear_error(caplog):
     H = torch.tensor([[1.0, 100.0], [100.0, 1.0]])  # eigenvalue −99: no damping up to 10 helps
     with caplog.at_level(logging.WARNING), pytest.raises(CholeskyError, match="percdamp"):

@@ -422,3 +422,69 @@ def test_task_file_without_items_names_the_fix(tmp_path):
     path.write_text(json.dumps({"results": {"piqa": {"acc,none": 0.5}}, "items": items}))
     with pytest.raises(report.ReportError, match=r"evaluation\.tasks\.piqa\.metric"):
         report.read_task_result(path, "piqa", "acc")
+
+
+def write_ppl(results: Path, variant: str, log_ppls: list[float], se: float = 0.05) -> None:
+    """A ppl.json as sinkprune.evaluation.ppl writes it (chunks at 64, 128, ...)."""
+    mean = sum(log_ppls) / len(log_ppls)
+    payload = {
+        "ppl": math.exp(mean),
+        "log_ppl": mean,
+        "log_ppl_stderr": se,
+        "ppl_stderr": math.exp(mean) * se,
+        "n_chunks": len(log_ppls),
+        "chunks": [
+            {"start": 64 * (i + 1), "prompt_tokens": 64, "log_ppl": v, "draws": 8}
+            for i, v in enumerate(log_ppls)
+        ],
+    }
+    path = results / "m" / "eval" / variant / "ppl.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload))
+
+
+def test_ppl_column_and_its_paired_log_delta(tmp_path):
+    """PPL (± its delta-method stderr) next to the accuracies; sink − wanda compared on log PPL
+    over the same chunks; a variant without ppl.json shows —."""
+    results = write_fixture(tmp_path)
+    write_ppl(results, "dense", [2.0, 2.2, 2.4, 2.6])  # mean 2.3: PPL e^2.3 = 9.974
+    write_ppl(results, "wanda_unstructured_0.5", [2.5, 2.6, 2.9, 3.0])  # mean 2.75: 15.643
+    write_ppl(results, "sink_unstructured_0.5", [2.4, 2.5, 2.8, 2.9], se=0.04)  # −0.1 per chunk
+    out = tmp_path / "tables"
+    report.build_tables(
+        report.find_eval_files(results), out, MODELS, EVALUATION, PRUNING,
+        calibration={"nsamples": 4, "seqlen": 32}, diffusion={"steps": 10, "sample_interval": 5},
+    )  # fmt: skip
+    rows = read_csv(out / "m" / "unstructured.csv")
+    assert [r["ppl"] for r in rows] == ["9.974", "15.643", "14.154"]  # e^2.65 = 14.154
+    assert rows[0]["ppl_stderr"] == f"{math.exp(2.3) * 0.05:.3f}"
+    assert "log_ppl" not in rows[0]
+    md = (out / "m" / "unstructured.md").read_text().splitlines()
+    assert md[2].endswith("| bits/token | PPL |")
+    assert md[-3].endswith("| **14.154 ± 0.566** |")  # sink beats wanda in its block: bold
+    (delta,) = read_csv(out / "m" / "unstructured_delta.csv")
+    # log(14.154 / 15.643) = −0.1 in every chunk: the paired CI is the point
+    assert (delta["log_ppl"], delta["log_ppl_lo"], delta["log_ppl_hi"]) == ("-0.100",) * 3
+    assert delta["log_ppl_sig"] == "True" and "ppl" not in delta
+    struct = read_csv(out / "m" / "structured.csv")
+    assert all(r["ppl"] == "" for r in struct[1:])  # no ppl.json for the structured variants
+    held = read_csv(out / "m" / "heldout.csv")
+    assert [r["ppl"] for r in held][:3] == ["9.974", "15.643", "14.154"]
+    claims = report.claims_markdown(
+        {"m": report.delta_table(report.load_results(report.find_eval_files(results), "m",
+         report.variants({"pruning": PRUNING}, "m"), TASKS),
+         report.variants({"pruning": PRUNING}, "m"), ["log_ppl"])}, list(TASKS),
+    )  # fmt: skip
+    assert "log PPL (lower is better) | -0.100 | [-0.100, -0.100] | reproduced |" in claims
+
+
+def test_dream_heldout_bits_use_the_scored_tokens(tmp_path):
+    """A Dream heldout.json scores seqlen − 1 tokens per window (position 0 is context)."""
+    payload = {"seqlen": 8, "windows": [0, 1], "masked": [], "next_token": None,
+               "elbo": {"bits_per_token": 1.0, "bits_per_token_stderr": 0.1,
+                        "nats_per_window": [7.0, 14.0], "tokens_per_window": 7},
+               "bits_per_token": 1.0}  # fmt: skip
+    path = tmp_path / "heldout.json"
+    path.write_text(json.dumps(payload))
+    bits, _ = report.read_heldout(path).windows["bits_per_token"]
+    assert bits == {0: pytest.approx(1 / math.log(2)), 1: pytest.approx(2 / math.log(2))}

@@ -126,7 +126,9 @@ def test_gpus():
     for stage in res.STAGES:
         assert res.gpus(stage, TINY) == 0  # embedded models are CPU-sized
         assert res.gpus(stage, LLADA) == (1 if stage in res.GPU_STAGES else 0)
-    assert res.GPU_STAGES == {"attention_mass", "sink_norms", "prune", "evaluate", "heldout"}
+    assert res.GPU_STAGES == {
+        "attention_mass", "sink_norms", "prune", "evaluate", "heldout", "perplexity"
+    }  # fmt: skip
 
 
 def test_job_size_from_config_and_wildcards():
@@ -143,7 +145,21 @@ def test_job_size_from_config_and_wildcards():
         res.gpu_hours("evaluate", llada, task=t, task_cfg=c) for t, c in job["tasks"].items()
     ]
     total = sum(per_task) + res.gpu_hours("heldout", llada, heldout=job["heldout"])
+    total += res.gpu_hours("perplexity", llada, ppl=job["ppl"])
     assert res.gpu_hours("evaluate", llada, **job) == pytest.approx(total)
+
+
+def test_perplexity_job_size_and_cost():
+    """The release's protocol: rows · 70 tokens / stride chunks × mc_num forwards of
+    prompt_length + chunk_size tokens (paper: 128 rows → 140 chunks × 8 draws × 1024 tokens)."""
+    cfg = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    job = res.job_size("perplexity", cfg, {"model": "m", "variant": "dense"})
+    assert job["ppl"] == (140, 8, 1024)
+    llada = cfg["models"]["LLaDA-8B-Base"]
+    flops = 140 * 8 * (2 * llada["n_params"] * 1024 + 4 * 32 * 4096 * 1024**2)
+    assert res.gpu_hours("perplexity", llada, **job) == pytest.approx(flops / 100e12 / 3600)
+    cfg["evaluation"]["ppl"]["rows"] = None  # the whole test split: ~300k tokens
+    assert res.job_size("perplexity", cfg)["ppl"][0] == 300_000 // 64
 
 
 def test_every_stage_in_the_rules_has_a_formula():
@@ -159,7 +175,8 @@ def test_paper_gpu_hours_rows():
     rows = res.paper_gpu_hours(cfg)
     n_models = len(cfg["models"])
     n_methods = len({m for e in cfg["pruning"]["grid"] for m in e["methods"]})
-    per_model = 1 + 1 + n_methods + len(cfg["evaluation"]["tasks"]) + 1  # + sink_norms
+    # attention_mass, sink_norms, one prune row per method, one per task, heldout, ppl
+    per_model = 1 + 1 + n_methods + len(cfg["evaluation"]["tasks"]) + 1 + 1
     assert len(rows) == n_models * per_model
     assert all(r["gpu_hours"] >= 0 for r in rows)
 

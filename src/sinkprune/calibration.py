@@ -32,17 +32,16 @@ SAMPLES_SCHEMA = pa.schema(
 
 # ----------------------------------------------------------------- windows ---
 def tokenize_corpus(text_path: str | Path, tokenizer_dir: str | Path) -> np.ndarray:
-    """Token ids of a whole split file with the model's tokenizer, no special tokens.
+    """Token ids of a whole split file, tokenised as the release's loader does: the whole text in
+    one call with the tokenizer's default special tokens (LLaDA's tokenizer prepends BOS).
 
-    method.md §2 joins WikiText records with single spaces; in sinkprune the `corpus` rule does
-    the joining (`corpus.dataset.join` for hub datasets; blank lines between plays and text-file
-    documents), so the split file is one stream, encoded exactly as for training
-    (`sinkprune.training.encode_file`: batches of whole lines through the fast tokenizer).
+    The `corpus` rule has joined the documents (`corpus.dataset.join`, single spaces for
+    WikiText-2 as in method.md §2) and ended the file with one newline; that newline is not part
+    of the joined text and is dropped, so a hub split is exactly `join.join(records)`.
     """
     from transformers import AutoTokenizer
 
     from .artifacts import ArtifactError
-    from .training import encode_file
 
     try:
         tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
@@ -52,7 +51,13 @@ def tokenize_corpus(text_path: str | Path, tokenizer_dir: str | Path) -> np.ndar
         ) from None
     if not getattr(tok, "is_fast", False):
         raise ValueError(f"{tokenizer_dir}: calibration needs a fast (tokenizers) tokenizer")
-    return encode_file(text_path, tok).numpy()
+    with open(text_path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    text = text[:-1] if text.endswith("\n") else text
+    ids = tok(text, verbose=False)["input_ids"]
+    if not ids:
+        raise ValueError(f"{text_path}: no tokens (empty corpus split?)")
+    return np.asarray(ids, dtype=np.int64)
 
 
 def sample_windows(ids: np.ndarray, nsamples: int, seqlen: int, seed: int) -> np.ndarray:

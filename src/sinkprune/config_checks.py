@@ -164,8 +164,9 @@ def is_generation(name: str) -> bool:
 
 
 def check_sequence_lengths(config: dict, hub_lengths: dict[str, int]) -> None:
-    """calibration.seqlen (every model), train.seq_len (embedded), evaluation.heldout.seqlen and
-    generation budgets (evaluated models) must fit each model's maximum."""
+    """calibration.seqlen (every model), train.seq_len (embedded), evaluation.heldout.seqlen,
+    evaluation.ppl.prompt_length + chunk_size and generation budgets (evaluated models) must fit
+    each model's maximum."""
     models = config["models"]
     evaluated = config.get("evaluation", {}).get("models", [])
 
@@ -183,8 +184,12 @@ def check_sequence_lengths(config: dict, hub_lengths: dict[str, int]) -> None:
             seq_len = m.get("train", {}).get("seq_len", 64)
             fits(name, seq_len, f"models.{name}.train.seq_len")
     heldout = config.get("evaluation", {}).get("heldout", {})
+    ppl = config.get("evaluation", {}).get("ppl", {})
+    ppl_len = ppl.get("prompt_length", 960) + ppl.get("chunk_size", 64)
     for name in evaluated:
         fits(name, heldout.get("seqlen", 64), "evaluation.heldout.seqlen")
+        fits(name, ppl_len, "evaluation.ppl.prompt_length",
+             f"prompt_length + chunk_size = {ppl_len}")  # fmt: skip
         for task, settings in config["evaluation"]["tasks"].items():
             if is_generation(task):
                 gen = settings.get("gen_length", 256)

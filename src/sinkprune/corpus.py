@@ -119,10 +119,10 @@ def text_file_documents(path: str | Path) -> list[Document]:
     return [Document(f"doc{i:0{width}d}", b) for i, b in enumerate(blocks)]
 
 
-def hf_dataset_splits(
+def hf_dataset_records(
     dataset: dict, valid_fraction: float = 0.05, test_fraction: float = 0.1, seed: int = 0
-) -> dict[str, list[Document]]:
-    """train/validation/test of a hub dataset, records joined by `join` (method.md §2).
+) -> dict[str, list[str]]:
+    """The text records of train/valid/test of a hub dataset (method.md §2), in dataset order.
 
     A split the dataset lacks (C4 has no test split) is carved from the train records: a seeded
     share `valid_fraction` / `test_fraction` of them, as for the other kinds.
@@ -134,7 +134,7 @@ def hf_dataset_splits(
             "corpus.kind 'hf_dataset' needs the `datasets` package: pip install datasets"
         ) from None
     path, name = dataset["path"], dataset.get("name")
-    field, join = dataset.get("text_field", "text"), dataset.get("join", " ")
+    field = dataset.get("text_field", "text")
     log.info("loading dataset %s (name %s)", path, name)
     try:
         ds = datasets.load_dataset(path, name)
@@ -171,7 +171,30 @@ def hf_dataset_splits(
         if len(taken) >= len(train):
             raise CorpusError(f"corpus.dataset.path {path!r}: too few train records to carve")
         records["train"] = [r for i, r in enumerate(train) if i not in taken]
+    return records
+
+
+def hf_dataset_splits(
+    dataset: dict, valid_fraction: float = 0.05, test_fraction: float = 0.1, seed: int = 0
+) -> dict[str, list[Document]]:
+    """train/validation/test of a hub dataset, records joined by `join` (method.md §2)."""
+    records = hf_dataset_records(dataset, valid_fraction, test_fraction, seed)
+    join = dataset.get("join", " ")
     return {s: [Document(HF_SPLITS[i], join.join(records[s]))] for i, s in enumerate(SPLITS)}
+
+
+def test_records(corpus: dict, seed: int, test_txt: str | Path) -> list[str]:
+    """The test split as records: the dataset's rows (`hf_dataset`, what the release streams
+    for its perplexity) or the lines of the split file `test_txt` (the other kinds)."""
+    if corpus.get("kind", "shakespeare") == "hf_dataset":
+        records = hf_dataset_records(
+            corpus["dataset"],
+            corpus.get("valid_fraction", 0.05),
+            corpus.get("test_fraction", 0.1),
+            seed,
+        )
+        return records["test"]
+    return Path(test_txt).read_text(encoding="utf-8").split("\n")
 
 
 # ------------------------------------------------------------------ splitting ---

@@ -6,7 +6,9 @@ results JSON: the score is `results[task][metric]` with the metric of
 `evaluation.tasks.<task>.metric`, ",none" appended when it names no filter; its stderr; the
 per-item values `items`, sinkprune.evaluation.run), `results/{model}/eval/{variant}/heldout.json`
 (masked-token CE per t and ELBO bits per token, with per-window values,
-sinkprune.evaluation.heldout) and the published numbers (`resources/paper_results.csv`). Nothing
+sinkprune.evaluation.heldout), `results/{model}/eval/{variant}/ppl.json` (the release's perplexity
+with per-chunk log-PPLs, sinkprune.evaluation.ppl) and the published numbers
+(`resources/paper_results.csv`). Nothing
 is loaded from a model and no value is ever filled in: a missing result is shown as "—" (empty in
 CSV).
 
@@ -14,8 +16,9 @@ Per model and pruning kind (unstructured, N:M, structured) a table in Markdown, 
 (booktabs): rows dense, then one block per sparsity with one row per method; columns the tasks
 (percent ± stderr), their mean (Avg, only when every task is present), for sink-aware rows Avg
 minus the baseline's Avg in the same block (Δ Avg, with its paired 95% CI in the CSV and a mark
-when the CI excludes 0), and the held-out CE per t and ELBO bits per token (± stderr over
-windows). The best value of each column in a block is bold. `{kind}_delta` gives every
+when the CI excludes 0), the held-out CE per t and ELBO bits per token (± stderr over windows)
+and the release's perplexity PPL (± stderr over chunks, delta method). Differences of PPL are
+taken on its log (Δ log PPL = log of the PPL ratio, paired over the same chunks). The best value of each column in a block is bold. `{kind}_delta` gives every
 sink-aware − baseline difference with its paired CI (sinkprune.statistics: bootstrap over the
 same items or windows). Where the paper publishes numbers for the model
 (`models.<m>.paper_name`), a third table puts ours beside them. `claims.md` states, for each
@@ -107,9 +110,9 @@ STDERR, LO, HI, SIG = "_stderr", "_lo", "_hi", "_sig"
 COMPANIONS = (STDERR, LO, HI, SIG)
 NOTE = (
     f"± is the standard error. Δ = sink-aware − baseline at the same sparsity, "
-    f"[{LEVEL:.0%} CI] paired over the same items (tasks, percentage points) or windows "
-    f"(held-out CE, nats; bits per token) by bootstrap; {SIGNIFICANT_MARK} marks a CI that "
-    f"excludes 0. Lower is better for CE and bits."
+    f"[{LEVEL:.0%} CI] paired over the same items (tasks, percentage points), windows "
+    f"(held-out CE, nats; bits per token) or chunks (log PPL) by bootstrap; {SIGNIFICANT_MARK} "
+    f"marks a CI that excludes 0. Lower is better for CE, bits and PPL."
 )
 
 
@@ -226,7 +229,8 @@ def read_heldout(path: str | Path) -> Heldout | None:
         stderr["bits_per_token"] = stderr["ce_next_token"] / math.log(2)
     if data.get("elbo"):
         nats = data["elbo"]["nats_per_window"]
-        bits = {w: x / seqlen / math.log(2) for w, x in zip(ids, nats, strict=True)}
+        scored = int(data["elbo"].get("tokens_per_window", seqlen))  # Dream: seqlen − 1
+        bits = {w: x / scored / math.log(2) for w, x in zip(ids, nats, strict=True)}
         windows["bits_per_token"] = (bits, None)
         stderr["bits_per_token"] = float(data["elbo"]["bits_per_token_stderr"])
     if data.get("bits_per_token") is not None:
@@ -234,6 +238,33 @@ def read_heldout(path: str | Path) -> Heldout | None:
     if not values:
         raise ReportError(f"{path}: none of the keys masked, next_token, bits_per_token")
     return Heldout(values, stderr, windows)
+
+
+def read_ppl(path: str | Path) -> Heldout | None:
+    """Columns 'ppl' (value, stderr) and 'log_ppl' (value, stderr, per-chunk values keyed by
+    the chunk's start) of a ppl.json; None if missing."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    try:
+        chunks = {
+            int(c["start"]): float(c["log_ppl"])
+            for c in data["chunks"]
+            if not math.isnan(float(c["log_ppl"]))
+        }
+        values = {"ppl": float(data["ppl"]), "log_ppl": float(data["log_ppl"])}
+        stderr = {"ppl": _number(data["ppl_stderr"]), "log_ppl": _number(data["log_ppl_stderr"])}
+    except (KeyError, TypeError) as err:
+        raise ReportError(f"{path}: not a ppl.json of sinkprune.evaluation.ppl ({err})") from None
+    return Heldout(values, stderr, {"log_ppl": (chunks, None)})
+
+
+def _merge(h: Heldout | None, p: Heldout | None) -> Heldout | None:
+    """One variant's held-out and perplexity columns together (either may be missing)."""
+    if h is None or p is None:
+        return h or p
+    return Heldout(h.values | p.values, h.stderr | p.stderr, h.windows | p.windows)
 
 
 EvalIndex = Mapping[tuple[str, str, str], Path]
@@ -262,18 +293,28 @@ def eval_path(files: EvalIndex, model: str, variant: str, name: str) -> Path:
 @dataclass
 class ModelResults:
     """Everything the tables need of one model: per variant name, its task results and held-out
-    columns (None where missing)."""
+    columns (heldout.json and ppl.json; None where both are missing)."""
 
     tasks: list[str]
     task: dict[str, dict[str, TaskResult | None]]
     heldout: dict[str, Heldout | None]
 
-    @property
-    def heldout_cols(self) -> list[str]:
+    def _cols(self) -> list[str]:
         cols: list[str] = []
         for h in self.heldout.values():
             cols += [c for c in (h.values if h else {}) if c not in cols]
-        return sorted(cols, key=lambda c: c == "bits_per_token")  # stable: t order, bits last
+        # stable: CE in t order, then bits, then the perplexity columns
+        return sorted(cols, key=lambda c: (c in ("ppl", "log_ppl"), c == "bits_per_token"))
+
+    @property
+    def heldout_cols(self) -> list[str]:
+        """Columns shown as values: CE per t, bits per token, PPL."""
+        return [c for c in self._cols() if c != "log_ppl"]
+
+    @property
+    def delta_cols(self) -> list[str]:
+        """Columns compared between variants: as heldout_cols, with PPL taken on its log."""
+        return [c for c in self._cols() if c != "ppl"]
 
 
 def load_results(
@@ -288,7 +329,13 @@ def load_results(
         }
         for v in vs
     }
-    held = {v.name: read_heldout(eval_path(files, model, v.name, "heldout.json")) for v in vs}
+    held = {
+        v.name: _merge(
+            read_heldout(eval_path(files, model, v.name, "heldout.json")),
+            read_ppl(eval_path(files, model, v.name, "ppl.json")),
+        )
+        for v in vs
+    }
     return ModelResults(list(tasks), task, held)
 
 
@@ -315,6 +362,11 @@ def compare(res: ModelResults, a: str, b: str, col: str) -> PairedDelta | None:
         raise ReportError(
             f"held-out {col}: variants {a} and {b} were scored on different masks "
             "(per-window masked counts differ); rerun both with the same evaluation.heldout"
+        )
+    if set(va) != set(vb):
+        raise ReportError(
+            f"{col}: variants {a} and {b} were scored on different windows or chunks; rerun "
+            "both with the same evaluation.heldout / evaluation.ppl"
         )
     return paired_delta_groups([(va, vb, wa)])
 
@@ -465,9 +517,9 @@ def setting_label(sparsity_type: str, sparsity: float) -> str:
 
 
 def lower_is_better(col: str) -> bool:
-    """Held-out CE and bits per token: lower is better."""
+    """Held-out CE, bits per token and perplexity: lower is better."""
     base = col.removeprefix("delta_")
-    return base.startswith("ce_") or base == "bits_per_token"
+    return base.startswith("ce_") or base in ("bits_per_token", "ppl", "log_ppl")
 
 
 def column_label(col: str) -> str:
@@ -482,6 +534,8 @@ def column_label(col: str) -> str:
     return {
         "ce_next_token": "CE next token",
         "bits_per_token": "bits/token",
+        "ppl": "PPL",
+        "log_ppl": "log PPL",
         "ours": "Ours",
         "paper": "Paper",
         "diff": "Δ",
@@ -716,7 +770,7 @@ def build_tables(
         res = load_results(files, model, vs, tasks)
         settings = settings_line(model, models[model], calibration or {}, diffusion or {})
         paper_name = models[model].get("paper_name")
-        held = res.heldout_cols
+        held, held_delta = res.heldout_cols, res.delta_cols
         model_deltas = []
         for kind, (types, title) in KINDS.items():
             kvs = ordered_variants(vs, types)
@@ -732,15 +786,15 @@ def build_tables(
                 signed_cols=["delta_avg"],
                 note=NOTE,
             )
-            deltas = delta_table(res, kvs, [*tasks, "avg", *held])
+            deltas = delta_table(res, kvs, [*tasks, "avg", *held_delta])
             if not deltas.empty:
                 model_deltas.append(deltas)
                 written += write_table(
                     deltas,
                     out_dir / model / f"{kind}_delta",
                     f"{title}, sink-aware minus baseline: {settings}",
-                    [*tasks, "avg", *held],
-                    signed_cols=[*tasks, "avg", *held],
+                    [*tasks, "avg", *held_delta],
+                    signed_cols=[*tasks, "avg", *held_delta],
                     note=NOTE,
                 )
             if paper_name and published is not None:
@@ -757,10 +811,12 @@ def build_tables(
             written += write_table(
                 heldout_table(res, ordered_variants(vs, _all_types())),
                 out_dir / model / "heldout",
-                f"Held-out masked-token CE (nats) and ELBO bits per token: {settings}",
+                f"Held-out masked-token CE (nats), ELBO bits per token and the release's "
+                f"perplexity: {settings}",
                 held,
                 bold_cols=held,
-                note="± is the standard error over windows; lower is better.",
+                note="± is the standard error over windows (PPL: over chunks, delta method); "
+                "lower is better.",
             )
         if model_deltas:
             claims[model] = pd.concat(model_deltas, ignore_index=True)
@@ -811,7 +867,8 @@ def claims_markdown(deltas: Mapping[str, pd.DataFrame], tasks: Sequence[str]) ->
         "Wanda vs Wanda, Sink-aware SparseGPT vs SparseGPT, Sink-aware Wanda-sp vs Wanda-sp); "
         "here the same comparison is also made on the held-out loss (lower is better). "
         f"Δ = sink-aware − baseline with its paired {LEVEL:.0%} bootstrap CI over the same items "
-        "(accuracy, percentage points) or windows (held-out CE in nats, bits per token). A claim "
+        "(accuracy, percentage points), windows (held-out CE in nats, bits per token) or chunks "
+        "(the release's perplexity, log PPL). A claim "
         "is **reproduced** when the CI excludes 0 on the sink-aware side, **contradicted** when "
         "it excludes 0 on the other side, and **not resolved** when it contains 0.",
     ]
@@ -858,6 +915,8 @@ def _measure(col: str, tasks: Sequence[str]) -> str:
         return f"accuracy, {TASK_LABELS.get(col, col)} (points)"
     if col == "bits_per_token":
         return "held-out ELBO bits per token (lower is better)"
+    if col == "log_ppl":
+        return "the release's perplexity, log PPL (lower is better)"
     return f"held-out {column_label(col)} (nats, lower is better)"
 
 

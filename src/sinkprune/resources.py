@@ -45,10 +45,16 @@ MASS_ROW_BYTES = 48  # one attention-mass parquet row: 8 columns, int/float, plu
 #: Every stage name the rules pass to mem_mb_for/runtime_for/gpu_for, with its own formula.
 STAGES = frozenset(
     {"train", "download_model", "calibration", "attention_mass", "sink_masks", "sink_stats"}
-    | {"sink_norms", "prune", "evaluate", "heldout"}
+    | {"sink_norms", "prune", "evaluate", "heldout", "perplexity"}
 )
 #: Stages that run a model forward and want a GPU for hub-sized models.
-GPU_STAGES = frozenset({"attention_mass", "sink_norms", "prune", "evaluate", "heldout"})
+GPU_STAGES = frozenset(
+    {"attention_mass", "sink_norms", "prune", "evaluate", "heldout", "perplexity"}
+)
+#: the release's perplexity text: tokens per test-split record (WikiText-2 test: ~290k tokens in
+#: 4 358 rows with a LLaMA-class tokenizer) and the whole split's tokens (evaluation.ppl.rows null)
+PPL_TOKENS_PER_RECORD = 70
+PPL_ALL_TOKENS = 300_000
 
 #: Approximate size of each lm-eval task: (documents, requests per document, tokens per request
 #: at 0-shot, extra tokens per few-shot example). Public split sizes; token counts are estimates
@@ -134,7 +140,8 @@ def job_size(stage: str, config: Mapping, wildcards: Mapping | None = None) -> d
 
     Keys: nsamples, seqlen, timesteps (always); method (from the variant wildcard); for evaluate
     either task + task_cfg (a task wildcard) or tasks (every task: one job runs them all) and
-    heldout = (n_sequences, seqlen, len(t_grid)).
+    heldout = (n_sequences, seqlen, len(t_grid)); for perplexity (and evaluate without a task)
+    ppl = (chunks, mc_num, prompt_length + chunk_size), chunks estimated from evaluation.ppl.rows.
     """
     wildcards = wildcards or {}
     cal = config.get("calibration", {})
@@ -163,6 +170,15 @@ def job_size(stage: str, config: Mapping, wildcards: Mapping | None = None) -> d
             h.get("n_sequences", 64),
             h.get("seqlen", 64),
             len(h.get("t_grid", [0.15, 0.5, 0.85])),
+        )
+    if stage == "perplexity" or (stage == "evaluate" and not task):
+        p = config.get("evaluation", {}).get("ppl", {})
+        rows = p.get("rows", 128)
+        tokens = PPL_ALL_TOKENS if rows is None else rows * PPL_TOKENS_PER_RECORD
+        out["ppl"] = (
+            max(1, tokens // p.get("stride", 64)),
+            p.get("mc_num", 8),
+            p.get("prompt_length", 960) + p.get("chunk_size", 64),
         )
     return out
 
@@ -237,7 +253,11 @@ def gpu_hours(stage: str, model_cfg: Mapping, expected: bool = False, **job) -> 
         flops = eval_cost(model_cfg, job["task"], job.get("task_cfg", {}), expected)
     elif stage == "evaluate":
         flops = sum(eval_cost(model_cfg, t, c, expected) for t, c in job.get("tasks", {}).items())
-        return flops / GPU_FLOPS / 3600 + gpu_hours("heldout", model_cfg, **job)
+        hours = flops / GPU_FLOPS / 3600 + gpu_hours("heldout", model_cfg, **job)
+        return hours + gpu_hours("perplexity", model_cfg, **job)
+    elif stage == "perplexity":  # chunks × draws forwards of prompt + chunk tokens
+        chunks, mc_num, length = job.get("ppl", (140, 8, 1024))
+        flops = chunks * mc_num * forward_flops(model_cfg, length)
     elif stage == "heldout":
         n_seq, seqlen, n_t = job.get("heldout", (64, 64, 3))
         flops = n_seq * n_t * forward_flops(model_cfg, seqlen)
@@ -272,7 +292,7 @@ def mem_mb(stage: str, model_cfg: Mapping, attempt: int = 1, **job) -> int:
     elif stage == "prune":
         # fp32 working copy for the solver/structured surgery + calibration windows
         base = p * 4 / 1e6 + n * t * 8 / 1e6 + 4000
-    elif stage in {"evaluate", "heldout"}:
+    elif stage in {"evaluate", "heldout", "perplexity"}:
         base = weights + 4000  # weights + tokenizer + datasets
     elif stage == "calibration":
         base = 4000  # tokenizer + the tokenised train split; no weights
@@ -340,6 +360,7 @@ def threads(stage: str, model_cfg: Mapping | None = None) -> int:
         "prune": 4,
         "evaluate": 4,
         "heldout": 4,
+        "perplexity": 4,
     }.get(stage, 1)
 
 
@@ -373,6 +394,8 @@ def paper_gpu_hours(config: Mapping) -> list[dict]:
             hj = job_size("heldout", config)
             h = gpu_hours("heldout", mcfg, **hj)
             rows.append(_row(model, "evaluate (heldout)", len(vs), h * len(vs)))
+            h = gpu_hours("perplexity", mcfg, **job_size("perplexity", config))
+            rows.append(_row(model, "evaluate (ppl)", len(vs), h * len(vs)))
     return rows
 
 

@@ -150,7 +150,33 @@ def eval_inputs(wildcards):
     }
     if EVAL_LOCAL:
         inputs["tasks"] = [f"{RESULTS}/tasks/{t}.yaml" for t in EVAL_LOCAL]
+    if EVAL_JOB_PER == "variant":  # the same job writes ppl.json
+        inputs["ppl_text"] = f"{RESULTS}/corpus/ppl_text.txt"
     return inputs
+
+
+def ppl_inputs(wildcards):
+    """The variant's checkpoint and the perplexity protocol's text (rule perplexity)."""
+    return {
+        "checkpoint": f"{RESULTS}/{wildcards.model}/pruned/{wildcards.variant}/prune_report.json",
+        "ppl_text": f"{RESULTS}/corpus/ppl_text.txt",
+    }
+
+
+def ppl_text_params(wildcards):
+    """Params of `ppl_text`, the corpus settings (hub datasets are re-read for their test
+    records), the seed (carved splits) and evaluation.ppl.rows."""
+    return {
+        "corpus": dict(config["corpus"]),
+        "seed": config["seed"],
+        "rows": config["evaluation"]["ppl"]["rows"],
+    }
+
+
+def ppl_params(wildcards):
+    """evaluation.ppl and Dream's mask-probability floor eps (diffusion.eps: the release passes
+    its --noise_eps to eval_ppl_dream)."""
+    return {**config["evaluation"]["ppl"], "eps": config["diffusion"]["eps"]}
 
 
 EVAL_JOB_PER = config["evaluation"]["job_per"]
@@ -173,6 +199,15 @@ def eval_run_params(wildcards):
         "heldout": dict(config["evaluation"]["heldout"]),
         "seed": config["seed"],
         "require_gpu": res.gpus("evaluate", model_cfg(wildcards)) > 0,
+    }
+
+
+def ppl_run_params(wildcards):
+    """The seed and whether the job must see a GPU (rule perplexity; no heldout settings, so
+    editing evaluation.heldout does not rerun it)."""
+    return {
+        "seed": config["seed"],
+        "require_gpu": res.gpus("perplexity", model_cfg(wildcards)) > 0,
     }
 
 
@@ -279,7 +314,7 @@ def eval_targets():
         f"{RESULTS}/{m}/eval/{v}/{name}"
         for m in config["evaluation"].get("models", [])
         for v in variant_names(m)
-        for name in [f"{t}.json" for t in tasks] + ["heldout.json"]
+        for name in [f"{t}.json" for t in tasks] + ["heldout.json", "ppl.json"]
     ]
 
 

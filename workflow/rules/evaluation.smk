@@ -1,7 +1,31 @@
 # Local lm-eval tasks and evaluation of every checkpoint (config/README.md#evaluation,
 # method.md §7). With evaluation.job_per: variant (default) one `evaluate` job per (model, variant)
-# runs all tasks, amortising lm-eval's start-up, and writes one JSON per task plus heldout.json;
-# with job_per: task each (variant, task) is its own job and `heldout` runs separately.
+# runs all tasks, amortising lm-eval's start-up, and writes one JSON per task plus heldout.json
+# and ppl.json; with job_per: task each (variant, task) is its own job and `heldout` and
+# `perplexity` run separately. `ppl_text` is the release's perplexity text (evaluation.ppl).
+
+
+rule ppl_text:
+    input:
+        test=f"{RESULTS}/corpus/test.txt",
+    output:
+        f"{RESULTS}/corpus/ppl_text.txt",
+    log:
+        "logs/ppl_text.log",
+    benchmark:
+        "benchmarks/ppl_text.tsv"
+    localrule: True  # re-reads a hub dataset's test split: where `corpus` had the network
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=10,
+    params:
+        settings=ppl_text_params,
+    script:
+        "../scripts/ppl_text.py"
 
 
 rule local_tasks:
@@ -46,6 +70,7 @@ if EVAL_JOB_PER == "variant":
                 allow_missing=True,
             ),
             heldout=f"{RESULTS}/{{model}}/eval/{{variant}}/heldout.json",
+            ppl=f"{RESULTS}/{{model}}/eval/{{variant}}/ppl.json",
         log:
             "logs/evaluate/{model}/{variant}.log",
         benchmark:
@@ -61,6 +86,7 @@ if EVAL_JOB_PER == "variant":
         params:
             tasks=eval_task_params,
             run=eval_run_params,
+            ppl=ppl_params,
         script:
             "../scripts/evaluate.py"
 
@@ -111,5 +137,29 @@ else:
         params:
             tasks={},
             run=eval_run_params,
+        script:
+            "../scripts/evaluate.py"
+
+    rule perplexity:
+        input:
+            unpack(ppl_inputs),
+        output:
+            ppl=f"{RESULTS}/{{model}}/eval/{{variant}}/ppl.json",
+        log:
+            "logs/perplexity/{model}/{variant}.log",
+        benchmark:
+            "benchmarks/perplexity/{model}/{variant}.tsv"
+        conda:
+            "../../envs/torch.yaml"
+        threads: threads_for("perplexity")
+        resources:
+            gpu=gpu_for("perplexity"),
+            gpu_model=gpu_model_for("perplexity"),
+            mem_mb=mem_mb_for("perplexity"),
+            runtime=runtime_for("perplexity"),
+        params:
+            tasks={},
+            run=ppl_run_params,
+            ppl=ppl_params,
         script:
             "../scripts/evaluate.py"

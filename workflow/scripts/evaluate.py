@@ -1,4 +1,5 @@
-"""Rules `evaluate` / `heldout`: task JSONs and/or heldout.json of one checkpoint."""
+"""Rules `evaluate` / `heldout` / `perplexity`: task JSONs, heldout.json and/or ppl.json of one
+checkpoint."""
 
 from sinkprune.evaluation.run import evaluate_checkpoint
 from sinkprune.logs import log_to
@@ -9,8 +10,11 @@ evaluate_checkpoint(
     list(snakemake.output.get("tasks", [])),
     snakemake.params.tasks,
     snakemake.output.get("heldout"),
-    test_txt=snakemake.input.test,
+    test_txt=snakemake.input.get("test"),
     task_files=snakemake.input.get("tasks"),
+    ppl_output=snakemake.output.get("ppl"),
+    ppl_text=snakemake.input.get("ppl_text"),
+    ppl=snakemake.params.get("ppl"),
     threads=snakemake.threads,
-    **snakemake.params.run,  # heldout, seed, require_gpu
+    **snakemake.params.run,  # heldout (evaluate, heldout), seed, require_gpu
 )

@@ -111,7 +111,13 @@ def build(n_items: int = 64, train_steps: int | None = None, quick: bool = False
     benchmarks of one `make bench` share it."""
     from sinkprune.calibration import sample_windows, tokenize_corpus
     from sinkprune.corpus import build_corpus, split_text
-    from sinkprune.evaluation.tasks import LAST_WORD, NEXT_LINE, corpus_lines, make_local_tasks
+    from sinkprune.evaluation.tasks import (
+        LAST_WORD,
+        NEXT_LINE,
+        corpus_lines,
+        make_local_tasks,
+        task_config,
+    )
     from sinkprune.models import get_adapter, load_model
     from sinkprune.pruning import CalibrationData, PruneSpec, prune_model
     from sinkprune.tokenizer import load_tokenizer, make_tokenizer
@@ -131,7 +137,7 @@ def build(n_items: int = 64, train_steps: int | None = None, quick: bool = False
                          MAX_TOKENS, 8)  # fmt: skip
         items = {}
         for task in (NEXT_LINE, LAST_WORD):
-            cfg = json.loads((root / "tasks" / f"{task}.yaml").read_text().split("\n", 1)[1])
+            cfg = task_config(task)
             rows = [json.loads(x) for x in (root / "tasks" / f"{task}.test.jsonl").open()]
             items[task] = items_of(task, rows, cfg["target_delimiter"])
         encode = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731

@@ -100,11 +100,9 @@ def ar_generate(
 
 
 def cut_at_stops(text: str, until: Sequence[str]) -> str:
-    """`text` up to the earliest occurrence of any stop sequence."""
-    cut = len(text)
+    """`text` cut at each stop string in turn, keeping the part before it (the release's loop:
+    `if stop in text: text = text.split(stop)[0]` for every stop, in the task's order)."""
     for stop in until:
-        if stop:
-            i = text.find(stop)
-            if i != -1:
-                cut = min(cut, i)
-    return text[:cut]
+        if stop and stop in text:
+            text = text.split(stop)[0]
+    return text

@@ -7,6 +7,10 @@ estimate of bits per token: −mc_loglikelihood(window | ∅)/seqlen/ln 2 with t
 Windows are `n_sequences` non-overlapping `seqlen`-token chunks of the tokenised test split,
 picked with a seeded generator.
 
+Dream-family models (shifted logits) never mask or score a window's first position, as the
+release's Dream code never masks position 0: its `mdm_logits` row is the model's own logit at 0,
+which predicts token 1. Their ELBO is that of tokens 1..seqlen−1 given token 0 (`scored_from`).
+
 Every value is also kept per window (`windows`: the chunk index of each window in the test
 split; `ce_sum_per_window` / `n_masked_per_window` per t; `nats_per_window` of the ELBO), so two
 variants can be compared paired over the same windows (sinkprune.statistics). The masks and MC
@@ -54,14 +58,23 @@ def heldout_chunks(
 
 @torch.no_grad()
 def masked_ce(
-    logits_fn, windows: torch.Tensor, t: float, mask_id: int, seed: int, batch_size: int, device
+    logits_fn,
+    windows: torch.Tensor,
+    t: float,
+    mask_id: int,
+    seed: int,
+    batch_size: int,
+    device,
+    first: int = 0,
 ) -> dict[str, float]:
     """Token-level mean CE (nats) with its stderr over windows, accuracy, and the per-window CE
-    sums and masked counts, on positions masked with probability t."""
+    sums and masked counts, on positions ≥ `first` masked with probability t."""
     gen = torch.Generator().manual_seed(seed)
     mask = torch.rand(windows.shape, generator=gen) < t
+    mask[:, :first] = False
     empty = ~mask.any(1)  # every window scores at least one token
-    mask[empty, torch.randint(windows.shape[1], (int(empty.sum()),), generator=gen)] = True
+    fill = torch.randint(first, windows.shape[1], (int(empty.sum()),), generator=gen)
+    mask[empty, fill] = True
     sums, counts, correct = [], [], 0
     for lo in range(0, windows.shape[0], batch_size):
         x, m = windows[lo : lo + batch_size], mask[lo : lo + batch_size]
@@ -146,21 +159,31 @@ def heldout_eval(
         return out
     mask_id = int(adapter.mask_token_id)
     logits_fn = adapter.mdm_logits
+    first = 1 if getattr(adapter, "shifted_logits", False) else 0  # Dream: position 0 is context
+    out["scored_from"] = first
     out["masked"] = [
-        masked_ce(logits_fn, windows, float(t), mask_id, seed * 1000 + i, batch_size, device)
+        masked_ce(logits_fn, windows, float(t), mask_id, seed * 1000 + i, batch_size, device, first)
         for i, t in enumerate(t_grid)
     ]
     nats = torch.tensor(
         [
             -mc_loglikelihood(
-                logits_fn, [], w.tolist(), mask_id, mc_num, batch_size, seed=seed, device=device
+                logits_fn,
+                w[:first].tolist(),
+                w[first:].tolist(),
+                mask_id,
+                mc_num,
+                batch_size,
+                seed=seed,
+                device=device,
             )
             for w in tqdm(windows, desc="heldout ELBO")
         ]
     )
-    bits = nats / seqlen / math.log(2)
+    bits = nats / (seqlen - first) / math.log(2)
     out["elbo"] = {
         "mc_num": mc_num,
+        "tokens_per_window": seqlen - first,
         "nats_per_sequence": float(nats.mean()),
         "bits_per_token": float(bits.mean()),
         "bits_per_token_stderr": float(bits.std() / math.sqrt(len(bits))) if len(bits) > 1 else 0.0,

@@ -219,14 +219,18 @@ class SinkpruneDLM(LM):
             context = context[:-n_spaces]
         whole = self._encode(context + continuation)
         ctx = self._encode(context) if context else []
-        if whole[: len(ctx)] != ctx:  # merge across the boundary: encode separately
-            cont = self._encode(continuation)
-        else:
-            cont = whole[len(ctx) :]
+        cont = whole[len(ctx) :]  # lm-eval's and the release's rule, also where tokens merge
         ctx = self._prefix() + ctx
         if self.causal and not ctx:
             ctx = [int(self.tokenizer.eos_token_id or 0)]
         return self._truncate(ctx, cont)
+
+    def answer_text(self, ids: list[int], until: list[str]) -> str:
+        """The generated answer as the release's harness returns it: every generated token
+        decoded (special tokens included, nothing cut at EOS), cut at each `until` string in
+        turn, then the special tokens dropped by re-encoding and decoding without them."""
+        text = cut_at_stops(self.tokenizer.decode(ids, skip_special_tokens=False), until)
+        return self.tokenizer.decode(self.tokenizer(text)["input_ids"], skip_special_tokens=True)
 
     def _truncate(self, ctx: list[int], cont: list[int]) -> tuple[list[int], list[int]]:
         over = len(ctx) + len(cont) - self.max_length
@@ -348,7 +352,7 @@ class SinkpruneDLM(LM):
             check_gen_settings(self.gen_length, self.steps, self.block_length)
         out = []
         eos = getattr(self.tokenizer, "eos_token_id", None)
-        stop_ids = {i for i in (eos, self.mask_id) if i is not None}
+        stop_ids = {i for i in (eos, self.mask_id) if i is not None}  # end of AR generation
         for req in tqdm(requests, desc="generate_until", disable=disable_tqdm):
             context, gen_kwargs = req.args
             until = (gen_kwargs or {}).get("until", [])
@@ -373,9 +377,7 @@ class SinkpruneDLM(LM):
                     generator=gen,
                     device=self._device,
                 )
-            cut = next((i for i, t in enumerate(ids) if t in stop_ids), len(ids))
-            text = self.tokenizer.decode(ids[:cut], skip_special_tokens=True)
-            text = cut_at_stops(text, until)
+            text = self.answer_text(ids, until)
             out.append(text)
             self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
         return out

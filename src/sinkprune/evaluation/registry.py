@@ -137,9 +137,9 @@ def _metrics_of(cfg: dict) -> tuple[str | None, list[str], list[str]]:
 
 def local_task_info(name: str) -> TaskInfo:
     """A sinkprune local task, described by the YAML its generator writes."""
-    from .tasks import task_yaml
+    from .tasks import task_config
 
-    cfg = yaml.load(task_yaml(name), Loader=_AnyTagLoader)
+    cfg = task_config(name)
     output_type, metrics, filters = _metrics_of(cfg)
     return TaskInfo(name, "task", "sinkprune local task", output_type, metrics, filters)
 

@@ -1,4 +1,5 @@
-"""What rule `evaluate` calls: one checkpoint, every configured task, then heldout.json.
+"""What rules `evaluate` / `heldout` / `perplexity` call: one checkpoint, every configured task,
+then heldout.json and ppl.json (the release's perplexity, sinkprune.evaluation.ppl).
 
 The model is loaded once; each task gets its own settings (num_fewshot, cfg, mc_num, ...) and
 its own `lm_eval.simple_evaluate` call, and its results JSON is written to the rule's fixed
@@ -107,9 +108,12 @@ def evaluate_checkpoint(
     task_outputs: list[str | Path],
     tasks: dict[str, dict],
     heldout_output: str | Path | None,
-    heldout: dict,
-    test_txt: str | Path,
+    heldout: dict | None = None,
+    test_txt: str | Path | None = None,
     task_files: list[str | Path] | None = None,
+    ppl_output: str | Path | None = None,
+    ppl_text: str | Path | None = None,
+    ppl: dict | None = None,
     seed: int = 0,
     device: str = "auto",
     dtype: str = "auto",
@@ -117,8 +121,10 @@ def evaluate_checkpoint(
     require_gpu: bool = False,
 ) -> None:
     """Evaluate one checkpoint on every task of `task_outputs` (named `{task}.json`), each with
-    its `tasks[name]` settings, and write heldout.json (method.md §7, heldout.py) unless
-    `heldout_output` is None (evaluation.job_per: task runs it as its own job).
+    its `tasks[name]` settings; write heldout.json (method.md §7, heldout.py) with the
+    `heldout` settings on `test_txt` unless `heldout_output` is None, and ppl.json (the
+    release's perplexity protocol, ppl.py) with the `ppl` settings on `ppl_text` unless
+    `ppl_output` is None (evaluation.job_per: task runs each as its own job).
 
     `task_files`: the local task YAMLs (their folder becomes lm-eval's include_path), or None.
     `require_gpu`: fail early when CUDA is not visible (hub-sized models; Snakemake silently
@@ -143,7 +149,6 @@ def evaluate_checkpoint(
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from .heldout import heldout_eval
     from .lm import SinkpruneDLM
 
     model_dir = checkpoint_dir(checkpoint)
@@ -181,8 +186,16 @@ def evaluate_checkpoint(
             time.time() - start,
             out_path,
         )
-    if heldout_output is None:
-        return
+    if heldout_output is not None:
+        write_heldout(lm, model_dir, heldout_output, heldout, test_txt, seed)
+    if ppl_output is not None:
+        write_ppl(lm, model_dir, ppl_output, ppl, ppl_text, seed)
+
+
+def write_heldout(lm, model_dir: Path, out_path, heldout: dict, test_txt, seed: int) -> None:
+    """heldout.json of the loaded checkpoint (heldout.py)."""
+    from .heldout import heldout_eval
+
     start = time.time()
     result = heldout_eval(
         lm.adapter,
@@ -197,10 +210,31 @@ def evaluate_checkpoint(
         device=lm.device,
     )
     result["checkpoint"] = str(model_dir)
-    write_json(heldout_output, result)
+    write_json(out_path, result)
     log.info(
         "heldout: %.4f bits/token (%.1f s) -> %s",
         result["bits_per_token"],
         time.time() - start,
-        heldout_output,
+        out_path,
+    )
+
+
+def write_ppl(lm, model_dir: Path, out_path, settings: dict, text_path, seed: int) -> None:
+    """ppl.json of the loaded checkpoint: the release's perplexity protocol (ppl.py)."""
+    from .ppl import PPLSettings, ppl_eval
+
+    start = time.time()
+    result = ppl_eval(
+        lm.adapter, lm.tokenizer, text_path, PPLSettings(**settings), seed=seed, device=lm.device
+    )
+    result["checkpoint"] = str(model_dir)
+    write_json(out_path, result)
+    log.info(
+        "ppl: %.4f (log %.4f ± %.4f, %d chunks, %.1f s) -> %s",
+        result["ppl"],
+        result["log_ppl"],
+        result["log_ppl_stderr"],
+        result["n_chunks"],
+        time.time() - start,
+        out_path,
     )

@@ -88,6 +88,12 @@ class ModelAdapter:
         return bool(getattr(self.config, "causal", False))
 
     @property
+    def shifted_logits(self) -> bool:
+        """Logit i predicts token i+1 (Dream). `mdm_logits` gives position 0 the model's own
+        logit there, which predicts token 1: position 0 is never masked or scored."""
+        return self._shifted
+
+    @property
     def n_layers(self) -> int:
         return len(self.blocks)
 

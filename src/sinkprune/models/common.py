@@ -7,6 +7,7 @@ probability tensor is never materialised; the layer's output still comes from SD
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,8 +33,11 @@ def check_supported(cfg, table: dict, family: str) -> None:
 
 
 class RMSNorm(nn.Module):
-    """x · rsqrt(mean(x²) + eps) · weight (+ bias), computed in fp32.
+    """weight · (x · rsqrt(mean(x²) + eps)) (+ bias) in the official casting order.
 
+    The normalisation runs in fp32 and is cast back to x's dtype *before* the weight multiply and
+    bias add, which run in the parameters' dtype (LLaDA's RMSLayerNorm, Dream's RMSNorm): with
+    bf16 weights both roundings happen as in the official code, so logits match it bit for bit.
     `affine=False` drops the weight (and bias); `gemma=True` scales by (1 + weight) instead
     (LLaDA's `layer_norm_type: gemma_rms`). The default is the plain RMSNorm of LLaDA and Dream.
     """
@@ -48,14 +52,12 @@ class RMSNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim)) if affine and bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        if self.weight is not None:
-            x = x * (1 + self.weight.float() if self.gemma else self.weight.float())
-        if self.bias is not None:
-            x = x + self.bias.float()
-        return x.to(dtype)
+        h = x.float()
+        h = (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+        if self.weight is None:
+            return h
+        h = h * (1 + self.weight) if self.gemma else self.weight * h
+        return h if self.bias is None else h + self.bias
 
 
 class LayerNorm(nn.Module):
@@ -82,8 +84,18 @@ def rope_cos_sin(
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, T, D) by the tables; computed in fp32 and cast back."""
+def apply_rope(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, full_precision: bool = True
+) -> torch.Tensor:
+    """Rotate (B, H, T, D) by the fp32 tables.
+
+    full_precision (LLaDA's `rope_full_precision`): in fp32, cast back to x's dtype. Otherwise
+    (Dream, the Qwen2 code) the tables are cast to x's dtype and the rotation runs in it.
+    """
+    if not full_precision:
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * cos + torch.cat([-x2, x1], dim=-1) * sin
     dtype = x.dtype
     x = x.float()
     x1, x2 = x.chunk(2, dim=-1)
@@ -94,25 +106,27 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 def column_mass(q: torch.Tensor, k: torch.Tensor, causal: bool, chunk_size: int) -> torch.Tensor:
     """Σ_heads Σ_queries softmax(q·kᵀ/√d) per key, shape (B, T), fp32, chunked over queries.
 
-    q, k: (B, H, T, D) post-RoPE, k already expanded to H heads (GQA).
+    q, k: (B, H, T, D) post-RoPE, k already expanded to H heads (GQA). As the release's capture:
+    q·kᵀ and the division by √d in the activations' dtype (bf16 on GPU), the softmax in fp32,
+    summed over queries, then over heads.
     """
     B, H, T, D = q.shape
-    scale = D**-0.5
-    kt = k.float().transpose(-1, -2)
-    mass = torch.zeros(B, T, dtype=torch.float32, device=q.device)
+    denom = math.sqrt(D)
+    kt = k.transpose(-1, -2)
+    per_head = torch.zeros(B, H, T, dtype=torch.float32, device=q.device)
     for start in range(0, T, chunk_size):
         stop = min(start + chunk_size, T)
-        scores = torch.matmul(q[:, :, start:stop].float(), kt).mul_(scale)  # (B, H, c, T)
+        scores = torch.matmul(q[:, :, start:stop], kt).div_(denom).float()  # (B, H, c, T)
         if causal:
             rows = torch.arange(start, stop, device=q.device)[:, None]
             cols = torch.arange(T, device=q.device)[None, :]
             scores.masked_fill_(cols > rows, float("-inf"))
-        # softmax in place: one (B, H, c, T) buffer per chunk is the whole working set
+        # softmax in place: one (B, H, c, T) fp32 buffer per chunk is the working set
         scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
         scores.div_(scores.sum(dim=-1, keepdim=True))
-        mass += scores.sum(dim=(1, 2))
+        per_head += scores.sum(dim=2)
         del scores
-    return mass
+    return per_head.sum(dim=1)
 
 
 def attention(

@@ -108,7 +108,7 @@ class DreamBlock(nn.Module):
         q = at.q_proj(h).view(B, T, at.n_heads, at.head_dim).transpose(1, 2)
         k = at.k_proj(h).view(B, T, at.n_kv_heads, at.head_dim).transpose(1, 2)
         v = at.v_proj(h).view(B, T, at.n_kv_heads, at.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, cos, sin, False), apply_rope(k, cos, sin, False)  # Qwen2 order
         a, mass = attention(q, k, v, self.causal, mass_chunk)
         x = x + at.o_proj(a.transpose(1, 2).reshape(B, T, -1))
         h = self.post_attention_layernorm(x)

@@ -36,25 +36,30 @@ def inverse_cholesky(
 ) -> tuple[torch.Tensor, float, int]:
     """Upper Cholesky factor of (H + λI)⁻¹, λ = percdamp·mean(diag H), 10× λ per retry.
 
+    λ is computed in H's dtype (fp32) and added to the diagonal in place, as the release does
+    (`damp = percdamp * torch.mean(torch.diag(H)); H[diag, diag] += damp`).
+
     Returns (U, λ used, retries). Raises CholeskyError naming `name` when every try fails.
     """
-    base = percdamp * torch.mean(torch.diag(H)).item()
-    eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+    base = percdamp * torch.mean(torch.diag(H))  # a 0-d tensor in H's dtype, as the release
     for retry in range(max_retries + 1):
-        damp = base * 10.0**retry
-        L, info = torch.linalg.cholesky_ex(H + damp * eye)
+        damp = base * 10.0**retry if retry else base
+        lam = float(damp)
+        damped = H.clone()
+        damped.diagonal().add_(damp)
+        L, info = torch.linalg.cholesky_ex(damped)
         if info.item() == 0:
             Hinv = torch.cholesky_inverse(L)
             U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
             if info.item() == 0 and torch.isfinite(U).all():
                 if retry:
                     log.warning(
-                        "%s: Cholesky succeeded with damping %.3g (retry %d)", name, damp, retry
+                        "%s: Cholesky succeeded with damping %.3g (retry %d)", name, lam, retry
                     )
-                return U, damp, retry
-        log.warning("%s: Cholesky failed with damping %.3g", name, damp)
+                return U, lam, retry
+        log.warning("%s: Cholesky failed with damping %.3g", name, lam)
     raise CholeskyError(
-        f"{name}: the Hessian H + λI is not positive definite even with damping λ = {damp:.3g} "
+        f"{name}: the Hessian H + λI is not positive definite even with damping λ = {lam:.3g} "
         f"({max_retries} retries at 10× pruning.sparsegpt.percdamp={percdamp}); the calibration "
         "activations are degenerate (NaN/inf or too few samples) — check the calibration data"
     )

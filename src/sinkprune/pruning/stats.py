@@ -12,13 +12,17 @@ import torch
 
 
 def _rows(x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-    """X as fp32 (B, T, d), each token row scaled by its weight when given."""
-    x = x.detach().float()
+    """X as fp32 (B, T, d), each token row scaled by its weight when given.
+
+    The scaling runs in X's dtype with the weights cast to it (bf16 on GPU), then the product is
+    cast to fp32: the release's order for ω (sink) and ω̄ (sink_sgpt).
+    """
+    x = x.detach()
     if x.dim() == 2:
         x = x.unsqueeze(0)
     if w is not None:
-        x = x * w.to(x.device, torch.float32).unsqueeze(-1)
-    return x
+        x = x * w.to(x.device, x.dtype).unsqueeze(-1)
+    return x.float()
 
 
 class MeanSquaredNorm:

@@ -91,6 +91,13 @@ def _replace(block: nn.Module, name: str, new: nn.Linear) -> None:
     setattr(block.get_submodule(parent) if parent else block, child, new)
 
 
+def kept_units(n: int, removed: list[int]) -> torch.Tensor:
+    """The indices 0..n−1 not in `removed`, ascending (one O(n) pass: boolean mask)."""
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[torch.as_tensor(removed, dtype=torch.long)] = False
+    return keep.nonzero().squeeze(1)
+
+
 @torch.no_grad()
 def remove_units(adapter, removed: dict[int, dict[str, list[int]]]) -> None:
     """Physically slice q/k/v/o and gate/up/down (biases included) of every block and record the
@@ -102,8 +109,8 @@ def remove_units(adapter, removed: dict[int, dict[str, list[int]]]) -> None:
     rep = n_heads // n_kv
     s = adapter.structure
     for i, r in removed.items():
-        keep_g = [g for g in range(n_kv) if g not in set(r["heads"])]
-        keep_c = torch.tensor([c for c in range(mlp) if c not in set(r["channels"])])
+        keep_g = kept_units(n_kv, r["heads"]).tolist()
+        keep_c = kept_units(mlp, r["channels"])
         q_rows, kv_rows = _head_columns(adapter, keep_g), _kv_rows(adapter, keep_g)
         block, lins = adapter.blocks[i], adapter.linears(i)
         _replace(block, s["q"], _sliced(lins[s["q"]], q_rows, None))
