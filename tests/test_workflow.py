@@ -104,6 +104,7 @@ def test_micro_workflow_runs_the_dream_family(micro_run: Path):
         task = json.loads((out / "shakespeare_shuffle.json").read_text())
         assert "shakespeare_shuffle" in task["results"]
         assert json.loads((out / "heldout.json").read_text())
+        assert json.loads((out / "ppl.json").read_text())  # Dream's own PPL forward process
     assert (res / "tables" / "pruning" / "tiny-dream" / "unstructured.csv").is_file()
 
 
