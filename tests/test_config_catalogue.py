@@ -185,7 +185,6 @@ CASES = [
     Case("prune-unknown-model", put("pruning.models", ["llada"]), ("pruning.models", "llada")),
     Case("eval-unknown-model", put("evaluation.models", ["x"]), ("evaluation.models",)),
     Case("prune-ar-model", put("pruning.models", ["tiny-ar"]), ("pruning.models", "tiny-ar")),
-    Case("train-dream", put("models.tiny-dlm.family", "dream"), ("models.tiny-dlm.family",)),
     Case("heads-not-dividing", put("models.tiny-dlm.arch.n_heads", 3), ("arch.d_model",)),
     Case("kv-not-dividing", put("models.tiny-dlm.arch.n_kv_heads", 3), ("arch.n_heads",)),
     Case(

@@ -20,6 +20,8 @@ from sinkprune.tokenizer import load_tokenizer, make_tokenizer, mask_token_id
 from sinkprune.training import (
     TrainSpec,
     ar_loss,
+    build_model,
+    dream_loss,
     encode_file,
     heldout_windows,
     lr_at,
@@ -213,6 +215,38 @@ def test_masked_ce_uses_fixed_nested_masks():
     assert ce[0.7] == pytest.approx(tok_ce[high].mean().item(), rel=1e-6)
 
 
+def test_masked_ce_shifted_scores_token_j_with_the_logit_at_j_minus_1():
+    T, V, mask_id = 16, 13, 12
+    windows = torch.randint(0, 12, (10, T), generator=torch.Generator().manual_seed(1))
+    model = Stub(T, V)
+    ce = masked_ce(model, windows, [0.5, 1.0], mask_id, seed=3, batch_size=4, shifted=True)
+    for k, t in enumerate((0.5, 1.0)):
+        masked = torch.cat([s == mask_id for s in model.seen[3 * k : 3 * k + 3]])
+        assert not masked[:, 0].any()  # the first token is never masked
+        if t == 1.0:
+            assert masked[:, 1:].all()
+        logp = model.table.log_softmax(-1)
+        prev = (torch.arange(T) - 1).clamp(min=0)[None, :].expand_as(windows)
+        tok_ce = -logp[prev, windows]
+        assert ce[t] == pytest.approx(tok_ce[masked].mean().item(), rel=1e-6)
+
+
+def test_build_model_dream_maps_the_arch_keys():
+    arch = {"d_model": 32, "n_layers": 3, "n_heads": 8, "n_kv_heads": 4, "mlp_hidden_size": 48,
+            "max_sequence_length": 24, "rope_theta": 500.0}  # fmt: skip
+    model = build_model(arch, "dlm", 40, 39, family="dream")
+    c = model.config
+    assert (c.hidden_size, c.num_hidden_layers, c.intermediate_size) == (32, 3, 48)
+    assert (c.num_attention_heads, c.num_key_value_heads, c.head_dim) == (8, 4, 4)
+    assert (c.max_position_embeddings, c.rope_theta, c.mask_token_id) == (24, 500.0, 39)
+    assert c.causal is False and c.tie_word_embeddings is False
+    block = get_adapter(model).blocks[0]
+    assert block.self_attn.q_proj.bias is not None and block.self_attn.o_proj.bias is None
+    assert build_model(arch, "ar", 40, 39, family="dream").config.causal is True
+    with pytest.raises(ValueError, match="family"):
+        build_model(arch, "dlm", 40, 39, family="gpt")
+
+
 def test_unigram_entropy_by_hand():
     train = torch.tensor([0, 0, 1])
     heldout = torch.tensor([0, 2])
@@ -285,6 +319,25 @@ def test_train_model_writes_a_loadable_model_that_learned(kind, corpus, tmp_path
     else:
         assert metrics["heldout"]["next_token_ce"] < unigram - 1.0
     assert set(metrics["quality_bar"]) >= {"passed"}
+
+
+def test_train_model_dream_family(corpus, tmp_path):
+    """A GQA dream-family DLM trains with dream_loss, reloads as DreamModel, and learned."""
+    out = tmp_path / "tiny-dream"
+    arch = {**ARCH, "n_heads": 4, "n_kv_heads": 2}
+    metrics = train_model(corpus["train"], corpus["valid"], corpus["tokenizer"], out, "dlm",
+                          arch, TRAIN, seed=0, family="dream")  # fmt: skip
+    model = load_model(out)
+    ad = get_adapter(model)
+    assert ad.family == "dream" and metrics["family"] == "dream"
+    assert (ad.n_heads, ad.n_kv_heads) == (4, 2)
+    ce = metrics["heldout"]["masked_ce"]
+    assert ce["0.15"] < ce["0.85"] and ce["0.5"] < metrics["heldout"]["unigram_entropy"]
+    # the metrics were computed with the shifted logits: recompute one from the saved model
+    tok = load_tokenizer(out)
+    windows = heldout_windows(encode_file(corpus["valid"], tok), 32, 256)
+    again = masked_ce(model, windows, [0.5], ad.mask_token_id, 0, shifted=True)[0.5]
+    assert again == pytest.approx(ce["0.5"], rel=1e-5)
 
 
 def test_wall_clock_budget_stops_training(corpus, tmp_path):
@@ -398,3 +451,81 @@ def test_seq_len_longer_than_the_model_is_an_error(corpus, tmp_path):
     with pytest.raises(ValueError, match="max_sequence_length"):
         train_model(corpus["train"], corpus["valid"], corpus["tokenizer"], tmp_path / "m", "dlm",
                     ARCH, {**TRAIN, "seq_len": 64}, seed=0)  # fmt: skip
+
+
+def test_dream_loss_matches_hand_computation():
+    """Dream: the same t and mask draws as mdm_loss, position 0 never masked, token j scored
+    with the logit at j - 1 (shifted), Σ CE/p over B·(T-1) maskable tokens."""
+    B, T, V, mask_id, eps = 4, 6, 11, 10, 1e-3
+    x = torch.randint(0, 10, (B, T), generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(5)
+    replay = torch.Generator().set_state(gen.get_state())
+    model = Stub(T, V)
+    loss = dream_loss(model, x, mask_id, gen, eps)
+
+    u = torch.rand(1, generator=replay).item()
+    ts = [(u + i / B) % 1.0 for i in range(B)]
+    draws = torch.rand(B, T, generator=replay)
+    expected, seen, n_masked = 0.0, model.seen[0], 0
+    for b in range(B):
+        p = (1 - eps) * ts[b] + eps
+        for j in range(T):
+            masked = j > 0 and draws[b, j].item() < p
+            assert (seen[b, j].item() == mask_id) == masked
+            if masked:
+                n_masked += 1
+                expected += -model.table[j - 1].log_softmax(-1)[x[b, j]].item() / p
+    assert n_masked > 0 and seen[:, 0].tolist() == x[:, 0].tolist()
+    assert loss.item() == pytest.approx(expected / (B * (T - 1)), rel=1e-5)
+
+
+def test_dream_loss_trains_the_shifted_logit():
+    """With a real dream model the gradient reaches the logit at j - 1, never the one at j: a
+    model whose logits at the last position are cut off gives the same loss."""
+    torch.manual_seed(0)
+    arch = {"d_model": 16, "n_layers": 1, "n_heads": 4, "n_kv_heads": 2, "mlp_hidden_size": 32,
+            "max_sequence_length": 16}  # fmt: skip
+    model = build_model(arch, "dlm", 20, 19, family="dream")
+    x = torch.randint(0, 19, (3, 10), generator=torch.Generator().manual_seed(1))
+    loss = dream_loss(model, x, 19, torch.Generator().manual_seed(2))
+
+    class LastLogitIsNaN(torch.nn.Module):
+        def forward(self, ids):
+            logits = model(ids).logits.clone()
+            logits[:, -1] = float("nan")  # the last logit predicts a token beyond the window
+            return SimpleNamespace(logits=logits)
+
+    same = dream_loss(LastLogitIsNaN(), x, 19, torch.Generator().manual_seed(2))
+    assert torch.isfinite(loss) and same.item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_dream_loss_is_unbiased_for_the_token_average_ce():
+    B, T, V = 32, 64, 50
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, V - 1, (B, T), generator=gen)
+    losses = [dream_loss(UniformLogits(V), x, V - 1, gen).item() for _ in range(100)]
+    assert sum(losses) / len(losses) == pytest.approx(math.log(V), rel=0.03)
+
+
+def test_dream_loss_masked_mean_is_the_mean_over_windows_of_shifted_masked_ce():
+    B, T, V, mask_id, eps = 5, 6, 11, 10, 1e-3
+    x = torch.randint(0, 10, (B, T), generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(5)
+    replay = torch.Generator().set_state(gen.get_state())
+    model = Stub(T, V)
+    loss = dream_loss(model, x, mask_id, gen, eps, weighting="masked_mean")
+
+    u = torch.rand(1, generator=replay).item()
+    draws = torch.rand(B, T, generator=replay)
+    per_window = []
+    for b in range(B):
+        p = (1 - eps) * ((u + b / B) % 1.0) + eps
+        ces = [
+            -model.table[j - 1].log_softmax(-1)[x[b, j]].item()
+            for j in range(1, T)
+            if draws[b, j].item() < p
+        ]
+        if ces:
+            per_window.append(sum(ces) / len(ces))
+    assert 0 < len(per_window)
+    assert loss.item() == pytest.approx(sum(per_window) / len(per_window), rel=1e-5)

@@ -77,6 +77,38 @@ def test_micro_workflow_produces_tables(micro_run: Path):
 
 
 @pytest.mark.slow
+def test_micro_workflow_runs_the_dream_family(micro_run: Path):
+    """tiny-dream (Qwen2-style, GQA 8 heads / 4 KV groups, shifted logits) through training,
+    calibration, attention mass, sinks, unstructured and GQA-structured pruning, evaluation."""
+    res = micro_run / "results"
+    metrics = json.loads((res / "models" / "tiny-dream" / "train_metrics.json").read_text())
+    assert metrics["family"] == "dream" and metrics["steps"] == 30
+    # Dream calibration: first and last position never masked, all others masked at t = 1
+    mass = pd.read_parquet(res / "tiny-dream" / "attention" / "mass.parquet")
+    last = mass["position"].max()
+    ends = mass[mass["position"].isin([0, last])]
+    assert len(ends) > 0 and not ends["masked"].any()
+    at_one = mass[(mass["t"] == 1.0) & ~mass["position"].isin([0, last])]
+    assert len(at_one) > 0 and at_one["masked"].all()
+    assert "tiny-dream mean" in pd.read_csv(res / "tables" / "sink_properties.csv").columns
+    pruned = res / "tiny-dream" / "pruned" / "sink_sp_structured_0.3"
+    report = json.loads((pruned / "prune_report.json").read_text())
+    s = report["structured"]  # one of 4 KV groups (2 query heads each) removed per layer
+    assert (s["n_kv_heads"], s["n_heads"], s["head_dim"]) == (3, 6, 4)
+    cfg = json.loads((pruned / "config.json").read_text())
+    assert cfg["num_key_value_heads"] == 3 and cfg["auto_map"]["AutoModel"].endswith("DreamModel")
+    assert "modeling_dream.py" in report["files"]
+    for variant in ("dense", "wanda_unstructured_0.5", "sink_unstructured_0.5",
+                    "sink_sp_structured_0.3"):  # fmt: skip
+        out = res / "tiny-dream" / "eval" / variant
+        task = json.loads((out / "shakespeare_shuffle.json").read_text())
+        assert "shakespeare_shuffle" in task["results"]
+        assert json.loads((out / "heldout.json").read_text())
+        assert json.loads((out / "ppl.json").read_text())  # Dream's own PPL forward process
+    assert (res / "tables" / "pruning" / "tiny-dream" / "unstructured.csv").is_file()
+
+
+@pytest.mark.slow
 def test_micro_workflow_is_complete_and_reports(micro_run: Path):
     dry = snakemake(micro_run, "-n", "--cores", "1")
     assert "Nothing to be done" in dry.stdout + dry.stderr

@@ -96,8 +96,6 @@ def check_config(config: dict) -> None:
             raise ConfigError(
                 f"models.{name}.hub_id is required when models.{name}.source is 'hub'"
             )
-        if m["source"] == "train" and m["family"] != "llada":
-            raise ConfigError(f"models.{name}.family: embedded training supports 'llada' only")
         arch = m.get("arch")
         if arch:
             heads, kv = arch["n_heads"], arch.get("n_kv_heads", arch["n_heads"])

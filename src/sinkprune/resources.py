@@ -97,7 +97,8 @@ STOP_SHARE = 0.55
 
 # ------------------------------------------------------------------ model ---
 def n_params(model_cfg: Mapping) -> float:
-    """Parameter count: `n_params` from config, else counted from `arch` (llada layout)."""
+    """Parameter count: `n_params` from config, else counted from `arch` (llada layout; a dream
+    model's q/k/v biases are left out)."""
     if "n_params" in model_cfg:
         return float(model_cfg["n_params"])
     if "arch" not in model_cfg:

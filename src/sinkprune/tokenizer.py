@@ -90,7 +90,9 @@ def load_tokenizer(path: str | Path):
         path = path.parent
     if not (path / "tokenizer.json").is_file():
         raise FileNotFoundError(f"no tokenizer.json in {path} (expected a tokenizer directory)")
-    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    import sinkprune.models  # noqa: F401  config.json of a checkpoint dir: our classes, no auto_map
+
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
 
 
 def mask_token_id(tokenizer) -> int:

@@ -4,6 +4,8 @@
 by the tokenizer's `<|mdm_mask|>` with probability p = (1-eps)·t + eps (method.md §2) and the loss is
 the cross-entropy on masked tokens weighted 1/p, summed and divided by B·T as in LLaDA's
 pre-training code. `kind: ar` is the same network with `causal=True` and next-token CE.
+`family: dream` builds the Qwen2-style Dream network (GQA, q/k/v biases) and trains it with
+Dream's forward process (`dream_loss`: shifted logits, the first token never masked).
 
 Data are random windows of `seq_len` tokens from the tokenised train split. AdamW, linear warm-up,
 cosine decay to `min_lr_ratio`·lr at `max_steps`, gradient clipping; training stops at `max_steps`
@@ -37,7 +39,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from .artifacts import checkpoint_digests
-from .models import LLaDAConfig, LLaDAModelLM
+from .models import DreamConfig, DreamModel, LLaDAConfig, LLaDAModelLM
 from .tokenizer import FILES as TOKENIZER_FILES
 from .tokenizer import load_tokenizer, mask_token_id
 
@@ -126,10 +128,16 @@ def mask_prob(t: torch.Tensor | float, eps: float = EPS):
 
 
 # ------------------------------------------------------------------ model ---
-def build_model(arch: dict, kind: str, vocab_size: int, mask_id: int) -> LLaDAModelLM:
-    """A llada-family model from `models.<name>.arch`; `kind: ar` makes it causal."""
+def build_model(
+    arch: dict, kind: str, vocab_size: int, mask_id: int, family: str = "llada"
+) -> LLaDAModelLM | DreamModel:
+    """A model of `family` from `models.<name>.arch`; `kind: ar` makes it causal."""
     if kind not in {"dlm", "ar"}:
         raise ValueError(f"models.<name>.kind: expected 'dlm' or 'ar', got {kind!r}")
+    if family == "dream":
+        return build_dream(arch, kind, vocab_size, mask_id)
+    if family != "llada":
+        raise ValueError(f"models.<name>.family: expected 'llada' or 'dream', got {family!r}")
     cfg = LLaDAConfig(
         d_model=arch["d_model"],
         n_layers=arch["n_layers"],
@@ -143,6 +151,31 @@ def build_model(arch: dict, kind: str, vocab_size: int, mask_id: int) -> LLaDAMo
         causal=kind == "ar",
     )
     return LLaDAModelLM(cfg)
+
+
+def build_dream(arch: dict, kind: str, vocab_size: int, mask_id: int) -> DreamModel:
+    """A dream-family (Qwen2-style: GQA, q/k/v biases, untied head) model from the family-neutral
+    `arch` keys: d_model → hidden_size, n_layers → num_hidden_layers, n_heads →
+    num_attention_heads, n_kv_heads → num_key_value_heads, mlp_hidden_size → intermediate_size,
+    max_sequence_length → max_position_embeddings."""
+    cfg = DreamConfig(
+        hidden_size=arch["d_model"],
+        num_hidden_layers=arch["n_layers"],
+        num_attention_heads=arch["n_heads"],
+        num_key_value_heads=arch.get("n_kv_heads", arch["n_heads"]),
+        intermediate_size=arch.get("mlp_hidden_size", 4 * arch["d_model"]),
+        max_position_embeddings=arch.get("max_sequence_length", 64),
+        rope_theta=arch.get("rope_theta", 10000.0),
+        vocab_size=vocab_size,
+        mask_token_id=mask_id,
+        causal=kind == "ar",
+    )
+    return DreamModel(cfg)
+
+
+def max_length(model) -> int:
+    c = model.config
+    return int(getattr(c, "max_sequence_length", None) or c.max_position_embeddings)
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -175,8 +208,18 @@ def mdm_loss(
     masked = torch.rand(B, T, generator=gen) < p
     logits = model(torch.where(masked, mask_id, x)).logits
     ce = F.cross_entropy(logits[masked], x[masked], reduction="none")
+    return _reduce_masked_ce(ce, masked, p, weighting)
+
+
+def _reduce_masked_ce(
+    ce: torch.Tensor, masked: torch.Tensor, p: torch.Tensor, weighting: str
+) -> torch.Tensor:
+    """The loss from the CE of the scored tokens (`masked`, a (B, n) bool grid of n scorable
+    positions per window, in row-major order like `ce`) and their mask probabilities `p` (B, n):
+    `elbo` Σ CE/p over B·n, `masked_mean` the mean over windows of their mean CE (see mdm_loss)."""
+    B, n = masked.shape
     if weighting == "elbo":
-        return (ce / p[masked]).sum() / (B * T)
+        return (ce / p[masked]).sum() / (B * n)
     if weighting == "masked_mean":
         rows = masked.nonzero()[:, 0]
         per_window = torch.zeros(B, dtype=ce.dtype, device=ce.device).index_add_(0, rows, ce)
@@ -185,6 +228,33 @@ def mdm_loss(
             return ce.sum()
         return (per_window[counts > 0] / counts[counts > 0]).mean()
     raise ValueError(f"loss_weighting: expected one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+
+
+def dream_loss(
+    model,
+    x: torch.Tensor,
+    mask_id: int,
+    gen: torch.Generator,
+    eps: float = EPS,
+    weighting: str = "elbo",
+) -> torch.Tensor:
+    """Dream's masked-diffusion loss: Σ_masked CE/p over the B·(T-1) maskable tokens (`elbo`), or
+    the mean over windows of their masked tokens' mean CE (`masked_mean`, see mdm_loss).
+
+    The forward process of `mdm_loss` (stratified t, p = (1-eps)·t + eps, the same draws) with
+    Dream's shifted logits (method.md §1): the logit at j-1 predicts token j, so the first token,
+    which no logit predicts, is never masked and never scored; the last one is (docs/decisions.md,
+    "Embedded Dream-family model").
+    """
+    B, T = x.shape
+    t = (torch.rand(1, generator=gen) + torch.arange(B)[:, None] / B) % 1.0
+    p = mask_prob(t, eps).expand(B, T)
+    masked = torch.rand(B, T, generator=gen) < p
+    masked[:, 0] = False
+    logits = model(torch.where(masked, mask_id, x)).logits
+    target = masked[:, 1:]  # token j (j >= 1) is predicted by the logit at j - 1
+    ce = F.cross_entropy(logits[:, :-1][target], x[:, 1:][target], reduction="none")
+    return _reduce_masked_ce(ce, target, p[:, 1:], weighting)
 
 
 def ar_loss(model, x: torch.Tensor) -> torch.Tensor:
@@ -223,10 +293,16 @@ def masked_ce(
     seed: int,
     eps: float = EPS,
     batch_size: int = 64,
+    shifted: bool = False,
 ) -> dict[float, float]:
-    """Mean CE over masked tokens at each t, with fixed masks: one seeded u per token, mask u < p(t)."""
+    """Mean CE over masked tokens at each t, with fixed masks: one seeded u per token, mask u < p(t).
+
+    `shifted` (dream family): the logit at j-1 predicts token j, and the first token is never
+    masked (as in `dream_loss`)."""
     gen = torch.Generator().manual_seed(seed)
     u = torch.rand(windows.shape, generator=gen)
+    if shifted:
+        u[:, 0] = 1.0  # u < p(t) <= 1 never holds: the first token stays
     out = {}
     for t in t_grid:
         masked_all = u < mask_prob(t, eps)
@@ -234,6 +310,8 @@ def masked_ce(
         for i in range(0, len(windows), batch_size):
             x, masked = windows[i : i + batch_size], masked_all[i : i + batch_size]
             logits = model(torch.where(masked, mask_id, x)).logits
+            if shifted:
+                logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)  # [:, j] predicts j
             ce = F.cross_entropy(logits[masked].float(), x[masked], reduction="sum")
             total, count = total + ce.item(), count + int(masked.sum())
         out[float(t)] = total / max(count, 1)
@@ -261,9 +339,9 @@ def unigram_entropy(train_tokens: torch.Tensor, heldout_tokens: torch.Tensor, vo
     return float(-logq[heldout_tokens].mean())
 
 
-def heldout_metrics(model, kind: str, windows, mask_id: int, seed: int) -> dict:
+def heldout_metrics(model, kind: str, windows, mask_id: int, seed: int, family="llada") -> dict:
     if kind == "dlm":
-        ce = masked_ce(model, windows, EVAL_T, mask_id, seed)
+        ce = masked_ce(model, windows, EVAL_T, mask_id, seed, shifted=family == "dream")
         return {"masked_ce": {f"{t:g}": v for t, v in ce.items()}}
     return {"next_token_ce": next_token_ce(model, windows)}
 
@@ -368,6 +446,7 @@ def train_model(
     train: dict,
     seed: int = 0,
     threads: int = 1,
+    family: str = "llada",
 ) -> dict:
     """Train one embedded model and write the HF directory + train_metrics.json. Returns metrics."""
     torch.set_num_threads(threads)
@@ -387,19 +466,20 @@ def train_model(
              len(valid_tokens), vocab, mask_id)  # fmt: skip
 
     torch.manual_seed(seed)
-    model = build_model(arch, kind, vocab, mask_id)
-    if spec.seq_len > model.config.max_sequence_length:
+    model = build_model(arch, kind, vocab, mask_id, family)
+    if spec.seq_len > max_length(model):
         raise ValueError(
             f"models.<name>.train.seq_len {spec.seq_len} exceeds arch.max_sequence_length "
-            f"{model.config.max_sequence_length}"
+            f"{max_length(model)}"
         )
     opt = make_optimizer(model, spec)
     gen = torch.Generator().manual_seed(seed + 1)
-    log.info("%s model: %d parameters", kind, n_params(model))
+    log.info("%s %s model: %d parameters", family, kind, n_params(model))
+    dlm_loss = dream_loss if family == "dream" else mdm_loss
 
     # resume only from a checkpoint of the same run: same settings, seed and token stream
     signature = hashlib.sha256(
-        json.dumps([kind, arch, asdict(spec), seed, vocab], sort_keys=True).encode()
+        json.dumps([family, kind, arch, asdict(spec), seed, vocab], sort_keys=True).encode()
         + train_tokens.numpy().tobytes()
     ).hexdigest()
     resume_path = resume_file(out_dir)
@@ -433,7 +513,7 @@ def train_model(
             group["lr"] = lr_at(step, spec)
         x = random_windows(train_tokens, spec.batch_size, spec.seq_len, gen)
         if kind == "dlm":
-            loss = mdm_loss(model, x, mask_id, gen, weighting=spec.loss_weighting)
+            loss = dlm_loss(model, x, mask_id, gen, weighting=spec.loss_weighting)
         else:
             loss = ar_loss(model, x)
         opt.zero_grad(set_to_none=True)
@@ -454,7 +534,7 @@ def train_model(
             }
             if kind == "dlm":
                 point["heldout_masked_ce_t0.5"] = masked_ce(
-                    model, curve_windows, [0.5], mask_id, seed
+                    model, curve_windows, [0.5], mask_id, seed, shifted=family == "dream"
                 )[0.5]
             else:
                 point["heldout_next_token_ce"] = next_token_ce(model, curve_windows)
@@ -476,9 +556,10 @@ def train_model(
     model.eval()
 
     unigram = unigram_entropy(train_tokens, windows.reshape(-1), vocab)
-    heldout = heldout_metrics(model, kind, windows, mask_id, seed)
+    heldout = heldout_metrics(model, kind, windows, mask_id, seed, family)
     tokens = step * spec.batch_size * spec.seq_len
     metrics = {
+        "family": family,
         "kind": kind,
         "n_params": n_params(model),
         "vocab_size": vocab,

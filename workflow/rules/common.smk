@@ -55,9 +55,14 @@ def model_dir(wildcards):
 
 
 def train_spec(wildcards):
-    """What train_model needs of an embedded model: kind, arch, train (params of train_model)."""
+    """What train_model needs of an embedded model: family, kind, arch, train (its params)."""
     m = config["models"][wildcards.model]
-    return {"kind": m["kind"], "arch": m["arch"], "train": m.get("train", {})}
+    return {
+        "family": m["family"],
+        "kind": m["kind"],
+        "arch": m["arch"],
+        "train": m.get("train", {}),
+    }
 
 
 def hub_spec(wildcards):

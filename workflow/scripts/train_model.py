@@ -16,6 +16,7 @@ train_model(
     snakemake.input.valid,
     os.path.dirname(snakemake.input.tokenizer),
     snakemake.output[0],
+    family=spec["family"],
     kind=spec["kind"],
     arch=spec["arch"],
     train=spec["train"],

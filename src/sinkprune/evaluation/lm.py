@@ -65,11 +65,16 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 def load_tokenizer(path: str):
-    """The tokenizer saved next to the checkpoint (AutoTokenizer, else PreTrainedTokenizerFast)."""
+    """The tokenizer saved next to the checkpoint (AutoTokenizer, else PreTrainedTokenizerFast).
+
+    The checkpoint's config.json is resolved by sinkprune's registered families, never by its
+    `auto_map` (pruned folders carry one): no remote code, no prompt."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    import sinkprune.models  # noqa: F401  registers llada / Dream with AutoConfig
+
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (ValueError, OSError, KeyError) as err:
         log.info("AutoTokenizer failed for %s (%s); using PreTrainedTokenizerFast", path, err)
         return PreTrainedTokenizerFast.from_pretrained(path)

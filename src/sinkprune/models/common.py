@@ -174,6 +174,22 @@ class TransformerLMMixin:
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """PreTrainedModel.from_pretrained, refusing a checkpoint whose config ties the output
+        head to the embedding while its file stores a different head (transformers would only
+        warn and leave the two untied)."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        where = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        for target, source in model.get_expanded_tied_weights_keys(all_submodels=True).items():
+            if model.get_parameter(target) is not model.get_parameter(source):
+                raise ModelConfigError(
+                    f"{where}/config.json: tie_word_embeddings is set but {target} in the "
+                    f"weights differs from {source}"
+                )
+        return loaded
+
     def rope(self, seq_len: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         return rope_cos_sin(seq_len, self.config.head_dim, self.config.rope_theta, device)
 

@@ -55,7 +55,7 @@ class DreamConfig(PretrainedConfig):
         self.mask_token_id = mask_token_id
         self.causal = causal
         self.hidden_act = hidden_act
-        kwargs.pop("auto_map", None)  # remote code is never used: sinkprune ships the classes
+        kwargs.pop("auto_map", None)  # [package only] sinkprune never runs checkpoint code
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
 
 

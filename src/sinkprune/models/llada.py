@@ -87,7 +87,7 @@ class LLaDAConfig(PretrainedConfig):
         self.weight_tying = weight_tying
         self.scale_logits = scale_logits
         self.input_emb_norm = input_emb_norm
-        kwargs.pop("auto_map", None)  # remote code is never used: sinkprune ships the classes
+        kwargs.pop("auto_map", None)  # [package only] sinkprune never runs checkpoint code
         # the official code ties the head only through `weight_tying`; transformers' own flag
         # would tie a second time, so it is always off for this family
         kwargs["tie_word_embeddings"] = False

@@ -1,7 +1,9 @@
 """Files in and out of the `prune` rule: calibration + sink data in, HF checkpoint + report out.
 
-`results/{model}/pruned/{variant}/` holds the pruned model (config.json, *.safetensors), the base
-model's tokenizer files and `prune_report.json` (written last). `dense` goes through the same path.
+`results/{model}/pruned/{variant}/` holds the pruned model (config.json with an `auto_map`,
+*.safetensors, the standalone `configuration_{family}.py` / `modeling_{family}.py`), the base
+model's tokenizer files and `prune_report.json` (written last, with the sha256 of every other
+file). `dense` goes through the same path.
 """
 
 from __future__ import annotations
@@ -122,15 +124,25 @@ def norms_provenance(norms_path: str | Path, meta: dict) -> dict:
 
 # ------------------------------------------------------------------ outputs ---
 def save_checkpoint(model, base_dir: str | Path, out_dir: str | Path, dtype=None) -> dict[str, str]:
-    """save_pretrained (safetensors) + the base model's tokenizer files; {file: sha256}
-    (sinkprune.artifacts.checkpoint_digests)."""
+    """save_pretrained (safetensors) + the family's standalone modelling files and `auto_map`
+    (loads with plain transformers, `trust_remote_code=True`; sinkprune.models.standalone) + the
+    base model's tokenizer files; {file: sha256} of them all (sinkprune.artifacts)."""
+    from sinkprune.models import family_of
+    from sinkprune.models.standalone import write_standalone
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob("*.safetensors"), out / "model.safetensors.index.json"]:
-        stale.unlink(missing_ok=True)
+    stale = [
+        *out.glob("*.safetensors"),
+        *out.glob("configuration_*.py"),
+        *out.glob("modeling_*.py"),
+    ]
+    for f in [*stale, out / "model.safetensors.index.json"]:
+        f.unlink(missing_ok=True)
     if dtype is not None:
         model = model.to(dtype)
     model.save_pretrained(str(out), safe_serialization=True)
+    write_standalone(out, family_of(model))
     for pattern in TOKENIZER_FILES:
         for f in Path(base_dir).glob(pattern):
             if f.is_file():
