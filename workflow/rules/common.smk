@@ -19,7 +19,7 @@ HUB = [m for m in MODELS if config["models"][m]["source"] == "hub"]
 
 wildcard_constraints:
     model="|".join(MODELS) if MODELS else "NONE",
-    variant=r"dense|[a-z_]+_(unstructured|structured|2of4|4of8)_[0-9.]+",
+    variant=r"dense|[a-z_]+(-[a-z]+)*_(unstructured|structured|2of4|4of8)_[0-9.]+",
 
 
 # ---------------------------------------------------------------- corpus ---
@@ -64,6 +64,11 @@ def variant_names(model):
 
 
 # --------------------------------------------------------------- pruning ---
+#: the layout version of norms.safetensors (= sinkprune.sink_norms.NORMS_FORMAT, checked by
+#: tests/test_sink_norms.py; not imported here, which would load torch at DAG-build time)
+NORMS_FORMAT = "sinkprune.sink_norms/2"
+
+
 # Input and params functions of rule `prune` (workflow/rules/pruning.smk, method.md §5).
 def prune_inputs(wildcards):
     """Dense model and calibration windows; the sink norms for `sink` / `sink_sp` (no forward in
@@ -73,28 +78,34 @@ def prune_inputs(wildcards):
         "model": model_dir(wildcards),
         "samples": f"{RESULTS}/{wildcards.model}/calibration/samples.parquet",
     }
-    method = parse_variant(wildcards.variant).method
-    if method in NORM_METHODS:
+    v = parse_variant(wildcards.variant)
+    if v.method in NORM_METHODS:
         inputs["norms"] = f"{RESULTS}/{wildcards.model}/sinks/norms.safetensors"
-    elif method in SINK_METHODS:
+    elif v.method in SINK_METHODS and v.weighting != "none":  # sink_sgpt with ω̄ ≡ 1 needs none
         inputs["scores"] = f"{RESULTS}/{wildcards.model}/sinks/scores.parquet"
     return inputs
 
 
 def prune_params(wildcards):
-    """Settings prune_checkpoint needs for this variant's method, and only those (a changed
-    SparseGPT blocksize does not rerun Wanda variants; the noise settings of sink / sink_sp are
-    params of rule sink_norms, whose output is their input)."""
-    method = parse_variant(wildcards.variant).method
+    """Settings prune_checkpoint needs for this variant, and only those (a changed SparseGPT
+    blocksize does not rerun Wanda variants, a changed OWL lambda only the OWL variants; the noise
+    settings of sink / sink_sp are params of rule sink_norms, whose output is their input)."""
+    v = parse_variant(wildcards.variant)
+    pruning = config["pruning"]
+    noise = {"eps": config["diffusion"]["eps"], "noise_seed": config["calibration"]["seed"]}
     out = {"seed": config["seed"]}
-    if method in {"sparsegpt", "sink_sgpt"}:
-        out.update(config["pruning"]["sparsegpt"])
-    if method in SINK_METHODS - NORM_METHODS:
-        out.update(
-            grid=timestep_grid(config),
-            eps=config["diffusion"]["eps"],
-            noise_seed=config["calibration"]["seed"],
-        )
+    if v.method in {"sparsegpt", "sink_sgpt"}:
+        out.update(pruning["sparsegpt"])
+    if v.method in SINK_METHODS - NORM_METHODS and v.weighting != "none":
+        out.update(grid=timestep_grid(config), **noise)
+    if v.method == "dwanda" and v.noise == "grid":
+        out.update(grid=timestep_grid(config), **noise)
+    elif v.method == "dwanda":
+        out.update(pruning["dwanda"], **noise)
+    if v.allocation == "owl":
+        out.update(owl_m=pruning["owl"]["m"], owl_lambda=pruning["owl"]["lambda"])
+    elif v.allocation in {"deeper", "earlier"}:
+        out.update(schedule_epsilon=pruning["schedule"]["epsilon"])
     return out
 
 
