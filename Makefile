@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# A killed run resumes with `make run`: sinkprune.locks clears Snakemake's stale lock when no
+# Snakemake process runs in this directory, and holds a lock so two `make run` never overlap.
 run: setup
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/python -m sinkprune.locks -- $(BIN)/snakemake --cores $(CORES)
 
 report: setup
 	$(BIN)/snakemake --report results/report.html

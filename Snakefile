@@ -3,11 +3,15 @@
 #          -> pruned checkpoints -> lm-eval JSON -> tables, figures, report.
 from snakemake.utils import min_version
 
+from sinkprune.config_checks import check_config_files, exit_on_config_error
+
 min_version("9.20")
 
 
 # --configfile replaces the embedded default instead of being merged into it
 if not workflow.overwrite_configfiles:
+    # YAML errors with file:line:column (Snakemake's loader reports neither)
+    exit_on_config_error(check_config_files, ["config/config.yaml"])
 
     configfile: "config/config.yaml"
 

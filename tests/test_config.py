@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sinkprune.config import ConfigError, Variant, parse_variant, validate_config, variants
+from sinkprune.config import (
+    VARIANT_PATTERN,
+    ConfigError,
+    Variant,
+    parse_variant,
+    validate_config,
+    variants,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -211,12 +218,21 @@ def test_bad_variant_options_are_refused(entry, words):
         ("owl", {"lambda": -0.1}, ["pruning.owl.lambda"]),
         ("schedule", {"epsilon": 1.0}, ["pruning.schedule.epsilon"]),
         ("schedule", {"eps": 0.1}, ["pruning.schedule.eps"]),
-        ("ablation", [{"sparsity_type": "structured", "sparsities": [0.3]}],
-         ["pruning.ablation[0].sparsity_type"]),  # fmt: skip
-        ("ablation", [{"sparsity_type": "2:4", "sparsities": [0.75]}],
-         ["pruning.ablation[0].sparsities", "2:4"]),  # fmt: skip
-        ("ablation", [{"sparsity_type": "unstructured", "sparsities": [1.0]}],
-         ["pruning.ablation[0].sparsities[0]"]),  # fmt: skip
+        (
+            "ablation",
+            [{"sparsity_type": "structured", "sparsities": [0.3]}],
+            ["pruning.ablation[0].sparsity_type"],
+        ),  # fmt: skip
+        (
+            "ablation",
+            [{"sparsity_type": "2:4", "sparsities": [0.75]}],
+            ["pruning.ablation[0].sparsities", "2:4"],
+        ),  # fmt: skip
+        (
+            "ablation",
+            [{"sparsity_type": "unstructured", "sparsities": [1.0]}],
+            ["pruning.ablation[0].sparsities[0]"],
+        ),  # fmt: skip
         ("ablation", [{"sparsities": [0.5]}], ["pruning.ablation[0]", "sparsity_type"]),
     ],
 )
@@ -277,7 +293,8 @@ def test_variants_of_default_config_round_trip():
 
 def test_variant_names_match_snakemake_wildcard_constraint():
     common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    pattern = re.search(r'variant=r"([^"]+)"', common).group(1)
+    assert "variant=VARIANT_PATTERN," in common
+    pattern = VARIANT_PATTERN
     config = load()
     validate_config(config, SCHEMA)
     for v in variants(config, "tiny-dlm"):

@@ -123,6 +123,9 @@ def test_dwanda_report_and_params(tmp_path):
     )  # fmt: skip
     cal = report["calibration"]
     assert (cal["noise"], cal["mask_repeats"], cal["t_min"], cal["t_max"]) == (
-        "random", 2, 0.1, 0.6
+        "random",
+        2,
+        0.1,
+        0.6,
     )
     assert cal["noised_inputs"] == 6 and report["sparsity"]["overall"] == 0.5

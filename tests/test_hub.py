@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -57,7 +58,18 @@ def test_download_model_records_the_resolved_commit(tmp_path, monkeypatch):
     assert calls["repo_id"] == "GSAI-ML/LLaDA-8B-Base" and calls["revision"] == COMMIT
     assert "*.bin" in calls["ignore"]
     meta = json.loads((out / "download.json").read_text())
-    assert meta == {"hub_id": "GSAI-ML/LLaDA-8B-Base", "revision": "main", "commit": COMMIT}
+    files = {
+        f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in out.iterdir()
+        if f.name != "download.json"
+    }
+    assert "config.json" in files and any(name.endswith(".safetensors") for name in files)
+    assert files and meta == {
+        "hub_id": "GSAI-ML/LLaDA-8B-Base",
+        "revision": "main",
+        "commit": COMMIT,
+        "files": files,  # every later load checks these (sinkprune.artifacts)
+    }
 
 
 def test_download_failure_names_the_key(tmp_path, monkeypatch):

@@ -83,6 +83,7 @@ def run(files, variant, out):
         eps=1e-3,
         noise_seed=0,
         blocksize=16,
+        timing_path=out.parent / f"{variant}.timing.json",
     )
 
 
@@ -121,7 +122,10 @@ def test_checkpoint_reloads_and_reproduces_logits(files, variant, tmp_path):
     for name, digest in on_disk["files"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
     assert (out / "tokenizer.json").is_file() and not (out / "train_metrics.json").exists()
-    assert on_disk["wall_seconds"] > 0 and on_disk["peak_memory"]["max_rss_mb"] > 0
+    # wall clock and memory live beside the log, so a rerun writes a byte-identical report
+    assert not {"wall_seconds", "prune_seconds", "peak_memory"} & set(on_disk)
+    timing = json.loads((tmp_path / f"{variant}.timing.json").read_text())
+    assert timing["wall_seconds"] > 0 and timing["peak_memory"]["max_rss_mb"] > 0
 
     # the same pruning in memory; the reloaded checkpoint must give identical logits
     model = load_model(files / "base", dtype=torch.float32)

@@ -197,6 +197,18 @@ def compute_attention_mass(
     return n_rows
 
 
+def read_row_group(pf, path, i: int, columns) -> pd.DataFrame:
+    from .artifacts import ArtifactError
+
+    try:
+        return pf.read_row_group(i, columns=columns).to_pandas()
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid / IOError on corrupt pages
+        raise ArtifactError(
+            f"{path}: corrupt parquet data in row group {i} ({str(err).splitlines()[0]}); "
+            "delete it and rerun the rule that writes it"
+        ) from None
+
+
 def iter_sample_frames(
     path: str | Path, columns: list[str] | None = None
 ) -> Iterator[pd.DataFrame]:
@@ -204,11 +216,13 @@ def iter_sample_frames(
 
     Reads row group by row group, so memory holds one sample at a time (plus one row group).
     """
-    pf = pq.ParquetFile(path)
+    from .artifacts import open_parquet
+
+    pf = open_parquet(path, MASS_SCHEMA)
     cols = None if columns is None else list(dict.fromkeys(["sample", *columns]))
     pending: list[pd.DataFrame] = []
     for i in range(pf.num_row_groups):
-        df = pf.read_row_group(i, columns=cols).to_pandas()
+        df = read_row_group(pf, path, i, cols)
         if df.empty:
             continue
         for sid, part in df.groupby("sample", sort=False):

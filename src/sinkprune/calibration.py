@@ -41,9 +41,15 @@ def tokenize_corpus(text_path: str | Path, tokenizer_dir: str | Path) -> np.ndar
     """
     from transformers import AutoTokenizer
 
+    from .artifacts import ArtifactError
     from .training import encode_file
 
-    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    except Exception as err:  # tokenizers / json raise many types on a corrupt file
+        raise ArtifactError(
+            f"{tokenizer_dir}: its tokenizer files do not load ({str(err).splitlines()[0]})"
+        ) from None
     if not getattr(tok, "is_fast", False):
         raise ValueError(f"{tokenizer_dir}: calibration needs a fast (tokenizers) tokenizer")
     return encode_file(text_path, tok).numpy()
@@ -79,7 +85,9 @@ def write_samples(windows: np.ndarray, path: str | Path) -> None:
 
 def load_samples(path: str | Path) -> tuple[np.ndarray, torch.Tensor]:
     """(sample_ids (N,), token_ids LongTensor (N, T)) from a samples.parquet."""
-    table = pq.read_table(path, schema=SAMPLES_SCHEMA)
+    from .artifacts import read_table
+
+    table = read_table(path, SAMPLES_SCHEMA)
     ids = table.column("sample_id").to_numpy()
     lists = table.column("token_ids").combine_chunks()
     lengths = set(lists.value_lengths().to_numpy().tolist())
@@ -97,7 +105,14 @@ def build_calibration(
     seqlen: int,
     seed: int,
 ) -> np.ndarray:
-    """Stage `calibration`: tokenise the train split with the model's tokenizer, draw windows."""
+    """Stage `calibration`: tokenise the train split with the model's tokenizer, draw windows.
+
+    The first job to load a hub checkpoint: `seqlen` is checked against its config.json here
+    (the config may not declare the maximum; sinkprune.config_checks checks what it declares).
+    """
+    from .config_checks import check_length_at_run_time
+
+    check_length_at_run_time(model_dir, seqlen, "calibration.seqlen")
     ids = tokenize_corpus(text_path, model_dir)
     log.info("%s: %d tokens with the tokenizer of %s", text_path, len(ids), model_dir)
     windows = sample_windows(ids, nsamples, seqlen, seed)

@@ -15,6 +15,8 @@ UNSTRUCTURED_METHODS = {"magnitude", "wanda", "dwanda", "sparsegpt", "sink", "si
 SINK_METHODS = {"sink", "sink_sgpt", "sink_sp"}
 #: sink-aware methods whose statistics come precomputed from rule sink_norms (no forward)
 NORM_METHODS = {"sink", "sink_sp"}
+#: what a variant name looks like (the Snakefile's wildcard constraint)
+VARIANT_PATTERN = r"dense|[a-z_]+(-[a-z]+)*_(unstructured|structured|2of4|4of8)_[0-9.]+"
 
 #: Per-variant options a `pruning.grid[*]` entry may set (config/README.md#pruning):
 #: key -> (default, {non-default value: its token in the variant name}, methods that take it).
@@ -52,17 +54,31 @@ class ConfigError(ValueError):
     """A config value is invalid; the message names the key."""
 
 
-def validate_config(config: dict, schema_path: str | Path) -> dict:
-    """Validate `config` in place against the schema (filling defaults), then cross-check keys."""
+def validate_config(config: dict, schema_path: str | Path, root: str | Path = ".") -> dict:
+    """Validate `config` in place against the schema (filling defaults), then cross-check keys
+    and the whole config (sinkprune.config_checks). `root` is the working directory (where
+    `corpus.path` and downloaded hub checkpoints are looked up)."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    from . import config_checks as cc
+
+    cc.check_finite(config)
     check_schema(config, schema_path)
+    hub_lengths = cc.declared_hub_lengths(config)
     try:
         validate(config, str(schema_path), set_default=True)
     except WorkflowError as err:
         raise ConfigError(f"invalid config: {err}") from None
     check_config(config)
+    cc.check_head_dims(config)
+    cc.check_variant_names(config)
+    cc.check_nm_shapes(config)
+    cc.check_tasks(config)
+    cc.check_sequence_lengths(config, hub_lengths)
+    cc.check_paper_names(config, Path(schema_path).parents[2] / "resources" / "paper_results.csv")
+    cc.check_corpus_file(config, root)
+    cc.check_hub_checkpoints(config, hub_lengths, root)
     return config
 
 
@@ -72,12 +88,21 @@ def check_schema(config: dict, schema_path: str | Path) -> None:
     import yaml
 
     schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    # an integer key takes integers only: JSON Schema would accept 4.0, which range() refuses
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, x: isinstance(x, int) and not isinstance(x, bool)
+    )
+    validator = jsonschema.validators.extend(base, type_checker=checker)(schema)
     err = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if err is None:
         return
     key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
     key = key.lstrip(".")
+    if err.validator == "required" and isinstance(err.instance, dict):
+        missing = [k for k in err.validator_value if k not in err.instance]
+        full = f"{key}.{missing[0]}" if key else missing[0]
+        raise ConfigError(f"config key {full} is required (missing under {key or 'the top level'})")
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         known = err.schema.get("properties", {})
         unknown = [k for k in err.instance if k not in known]
@@ -308,9 +333,7 @@ def variants(config: dict, model: str) -> list[Variant]:
             for sparsity in entry["sparsities"]:
                 for method in entry["methods"]:
                     options = grid_options(entry)
-                    out.append(
-                        Variant(method, entry["sparsity_type"], float(sparsity), **options)
-                    )
+                    out.append(Variant(method, entry["sparsity_type"], float(sparsity), **options))
         for entry in pruning.get("ablation", []):
             for sparsity in entry["sparsities"]:
                 for ladder in LADDERS:

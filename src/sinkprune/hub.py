@@ -3,8 +3,9 @@
 Only `download_model` jobs touch the network; building the DAG never does. The snapshot keeps the
 checkpoint's own files (config.json, safetensors shards, tokenizer files); sinkprune loads them
 with its own classes (`sinkprune.models.load_model`), never with remote code. `download.json`
-records the hub id, the requested revision and the commit it resolved to, so a run on `main`
-can be pinned afterwards.
+records the hub id, the requested revision, the commit it resolved to (so a run on `main` can be
+pinned afterwards) and the sha256 of each file (`files`: tensors, config.json, tokenizer), which
+every load checks.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+
+from .artifacts import checkpoint_digests
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,13 @@ def download_model(
             "Is the hub reachable (HF_HUB_OFFLINE unset, HF_TOKEN for gated models)?"
         ) from err
     check_checkpoint(out_dir, family, key)
-    meta = {"hub_id": hub_id, "revision": revision, "commit": commit}
+    # sha256 of the weights as downloaded: every later load checks them (sinkprune.artifacts)
+    meta = {
+        "hub_id": hub_id,
+        "revision": revision,
+        "commit": commit,
+        "files": checkpoint_digests(out_dir),
+    }
     (out_dir / "download.json").write_text(json.dumps(meta, indent=2) + "\n")
     if revision != commit:
         log.warning(

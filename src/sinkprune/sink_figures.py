@@ -6,7 +6,6 @@ as PNG + PDF, and `animation.gif`. Colours: viridis for maps, Okabe-Ito for line
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -16,11 +15,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from .sinks import METRICS  # noqa: E402
+from .artifacts import read_json, read_table  # noqa: E402
+from .sinks import METRICS, SCORES_SCHEMA  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +65,13 @@ def _order(models: list[str], kinds: list[str]) -> list[tuple[str, str, int]]:
     ]
 
 
+#: no creation date in the files, so a rerun writes them byte-identical
+METADATA = {"pdf": {"CreationDate": None, "ModDate": None}, "png": {}}
+
+
 def _save(fig, out_dir: Path, name: str) -> None:
     for ext in ("png", "pdf"):
-        fig.savefig(out_dir / f"{name}.{ext}", dpi=150, bbox_inches="tight")
+        fig.savefig(out_dir / f"{name}.{ext}", dpi=150, bbox_inches="tight", metadata=METADATA[ext])
     plt.close(fig)
 
 
@@ -239,8 +242,8 @@ def make_sink_figures(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cols = ["sample", "step", "position", "mass", "score"]
-    frames = [pq.read_table(p, columns=cols).to_pandas() for p in scores_paths]
-    stats = [json.loads(Path(p).read_text()) for p in stats_paths]
+    frames = [read_table(p, SCORES_SCHEMA, cols).to_pandas() for p in scores_paths]
+    stats = [read_json(p) for p in stats_paths]
     order = _order(list(models), list(kinds))
     plot_heatmaps(frames, order, n_samples, out)
     plot_dominant(frames, order, out)

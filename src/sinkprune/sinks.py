@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from .artifacts import read_json, read_table
 from .attention import iter_sample_frames
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def compute_sink_scores(
 
 
 def _vectors(path: str | Path, column: str, by: list[str]) -> dict:
-    df = pq.read_table(path, columns=[*by, "position", column]).to_pandas()
+    df = read_table(path, SCORES_SCHEMA, columns=[*by, "position", column]).to_pandas()
     out = {}
     for key, g in df.groupby(by, sort=True):
         g = g.drop_duplicates("position").sort_values("position")
@@ -223,7 +224,7 @@ def compute_sink_stats(
     scores_path: str | Path, out_path: str | Path, model: str, kind: str
 ) -> dict:
     """Stage `sink_stats`: stats.json with every §6 metric as mean ± std over samples."""
-    df = pq.read_table(scores_path, columns=["sample", "step", "position", "mass", "score"])
+    df = read_table(scores_path, SCORES_SCHEMA, ["sample", "step", "position", "mass", "score"])
     df = df.to_pandas()
     if df.empty:
         raise ValueError(f"{scores_path}: no score rows")
@@ -259,7 +260,7 @@ def order_models(stats: list[dict]) -> list[dict]:
 
 def sink_properties_table(stats_paths: list[str | Path]) -> tuple[pd.DataFrame, str]:
     """(wide CSV frame, Markdown) of the metrics: rows = metrics, columns = AR then DLM models."""
-    stats = order_models([json.loads(Path(p).read_text()) for p in stats_paths])
+    stats = order_models([read_json(p) for p in stats_paths])
     csv = pd.DataFrame({"metric": list(METRICS), "description": list(METRICS.values())})
     for s in stats:
         for what in ("mean", "std"):

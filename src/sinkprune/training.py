@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .artifacts import checkpoint_digests
 from .models import LLaDAConfig, LLaDAModelLM
 from .tokenizer import FILES as TOKENIZER_FILES
 from .tokenizer import load_tokenizer, mask_token_id
@@ -423,6 +424,7 @@ def train_model(
         "loss_curve": curve,
     }
     save_model_dir(model, tokenizer_dir, out_dir)
+    metrics["files"] = checkpoint_digests(out_dir)  # sha256 every consumer checks (artifacts.py)
     _atomic_write_text(out_dir / "train_metrics.json", json.dumps(metrics, indent=2) + "\n")
     resume_path.unlink(missing_ok=True)
     log.info("held-out %s; unigram %.3f; bar %s", heldout, unigram, metrics["quality_bar"])

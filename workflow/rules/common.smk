@@ -4,13 +4,24 @@ import re
 from pathlib import Path
 
 from sinkprune import resources as res
-from sinkprune.config import parse_variant, validate_config, variants
+from sinkprune.config import VARIANT_PATTERN, parse_variant, validate_config, variants
 from sinkprune.config import NORM_METHODS, SINK_METHODS, timestep_grid  # rule prune
+from sinkprune.config_checks import check_config_files, check_run_settings
+from sinkprune.config_checks import exit_on_config_error
 
 RESULTS = "results"
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
-validate_config(config, SCHEMA)
+# The whole config is checked before any job: config files (duplicate keys, YAML errors with
+# file:line:column), --cores/--jobs, the schema and the cross-key rules. A bad value stops
+# Snakemake with one line naming the key, no traceback (config/README.md).
+exit_on_config_error(check_config_files, workflow.configfiles)
+exit_on_config_error(
+    check_run_settings,
+    workflow.resource_settings.cores,
+    workflow.resource_settings.nodes,
+)
+exit_on_config_error(validate_config, config, SCHEMA)
 
 MODELS = list(config["models"])
 TRAINED = [m for m in MODELS if config["models"][m]["source"] == "train"]
@@ -19,7 +30,7 @@ HUB = [m for m in MODELS if config["models"][m]["source"] == "hub"]
 
 wildcard_constraints:
     model="|".join(MODELS) if MODELS else "NONE",
-    variant=r"dense|[a-z_]+(-[a-z]+)*_(unstructured|structured|2of4|4of8)_[0-9.]+",
+    variant=VARIANT_PATTERN,
 
 
 # ---------------------------------------------------------------- corpus ---
@@ -112,16 +123,10 @@ def prune_params(wildcards):
 # ------------------------------------------------------------ evaluation ---
 # Input and params functions of rules `local_tasks` and `evaluate` (workflow/rules/evaluation.smk,
 # method.md §7). One `evaluate` job per (model, variant) runs every task in evaluation.tasks.
-from sinkprune.config import ConfigError
 from sinkprune.evaluation.tasks import LOCAL_TASKS
 
 EVAL_TASKS = list(config["evaluation"]["tasks"])
 EVAL_LOCAL = [t for t in EVAL_TASKS if t in LOCAL_TASKS]
-if EVAL_LOCAL and not config["evaluation"].get("include_local_tasks", True):
-    raise ConfigError(
-        f"evaluation.tasks lists local tasks {EVAL_LOCAL} but "
-        "evaluation.include_local_tasks is false"
-    )
 
 
 def local_task_params(wildcards):

@@ -9,7 +9,8 @@ rule prune:
         report=f"{RESULTS}/{{model}}/pruned/{{variant}}/prune_report.json",
         config=f"{RESULTS}/{{model}}/pruned/{{variant}}/config.json",
     log:
-        "logs/prune/{model}/{variant}.log",
+        log="logs/prune/{model}/{variant}.log",
+        timing="logs/prune/{model}/{variant}.timing.json",  # wall clock, peak memory
     benchmark:
         "benchmarks/prune/{model}/{variant}.tsv"
     conda:

@@ -5,7 +5,7 @@ from pathlib import Path
 from sinkprune.logs import log_to
 from sinkprune.pruning import prune_checkpoint
 
-log_to(snakemake.log[0])
+log_to(snakemake.log.log)
 inp = snakemake.input
 prune_checkpoint(
     inp.model,
@@ -15,5 +15,6 @@ prune_checkpoint(
     scores_path=inp.get("scores"),
     norms_path=inp.get("norms"),
     threads=snakemake.threads,
+    timing_path=snakemake.log.timing,
     **snakemake.params.settings,
 )

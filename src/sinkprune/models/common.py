@@ -15,19 +15,60 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 
-class RMSNorm(nn.Module):
-    """x · rsqrt(mean(x²) + eps) · weight, computed in fp32."""
+class ModelConfigError(ValueError):
+    """A checkpoint's config.json asks for something the model code does not implement."""
 
-    def __init__(self, dim: int, eps: float = 1e-5):
+
+def check_supported(cfg, table: dict, family: str) -> None:
+    """Raise ModelConfigError naming the first config field whose value is not implemented."""
+    for field, unsupported in table.items():
+        value = getattr(cfg, field, None)
+        if unsupported(value):
+            raise ModelConfigError(
+                f"config.json field {field}={value!r} is not implemented by sinkprune's "
+                f"{family} model (docs/decisions.md, 'Model config fields'); refusing to load "
+                "a model that would compute something else"
+            )
+
+
+class RMSNorm(nn.Module):
+    """x · rsqrt(mean(x²) + eps) · weight (+ bias), computed in fp32.
+
+    `affine=False` drops the weight (and bias); `gemma=True` scales by (1 + weight) instead
+    (LLaDA's `layer_norm_type: gemma_rms`). The default is the plain RMSNorm of LLaDA and Dream.
+    """
+
+    def __init__(
+        self, dim: int, eps: float = 1e-5, affine: bool = True, bias: bool = False, gemma=False
+    ):
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.gemma = gemma
+        self.weight = nn.Parameter(torch.ones(dim)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(dim)) if affine and bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x * self.weight.float()).to(dtype)
+        if self.weight is not None:
+            x = x * (1 + self.weight.float() if self.gemma else self.weight.float())
+        if self.bias is not None:
+            x = x + self.bias.float()
+        return x.to(dtype)
+
+
+class LayerNorm(nn.Module):
+    """torch LayerNorm with optional affine weight and bias (LLaDA `layer_norm_type: default`)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, affine: bool = True, bias: bool = False):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(dim)) if affine and bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
 
 
 def rope_cos_sin(
@@ -113,8 +154,11 @@ class TransformerLMMixin:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
+        elif isinstance(module, (RMSNorm, LayerNorm)):
+            if module.weight is not None:
+                nn.init.ones_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
     def rope(self, seq_len: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         return rope_cos_sin(seq_len, self.config.head_dim, self.config.rope_theta, device)

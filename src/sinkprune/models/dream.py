@@ -10,11 +10,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
+from transformers.activations import ACT2FN
 
-from .common import RMSNorm, TransformerLMMixin, apply_rope, attention
+from .common import RMSNorm, TransformerLMMixin, apply_rope, attention, check_supported
 
 
 class DreamConfig(PretrainedConfig):
+    """Reads the real Dream `config.json` fields (Qwen2 names).
+
+    `hidden_act` and `tie_word_embeddings` are honoured as the official `modeling_dream.py` does;
+    values of fields it does not implement are refused by `check_supported` (`DREAM_UNSUPPORTED`).
+    """
+
     model_type = "Dream"
 
     def __init__(
@@ -31,6 +38,8 @@ class DreamConfig(PretrainedConfig):
         rms_norm_eps: float = 1e-6,
         mask_token_id: int = 151666,
         causal: bool = False,
+        hidden_act: str = "silu",
+        tie_word_embeddings: bool = False,
         **kwargs,
     ):
         self.hidden_size = hidden_size
@@ -45,9 +54,18 @@ class DreamConfig(PretrainedConfig):
         self.rms_norm_eps = rms_norm_eps
         self.mask_token_id = mask_token_id
         self.causal = causal
+        self.hidden_act = hidden_act
         kwargs.pop("auto_map", None)  # remote code is never used: sinkprune ships the classes
-        kwargs.setdefault("tie_word_embeddings", False)
-        super().__init__(**kwargs)
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+
+
+#: field -> test for values the official code accepts that sinkprune does not implement
+DREAM_UNSUPPORTED = {
+    "rope_scaling": lambda v: v is not None,
+    "rope_parameters": lambda v: v is not None and v.get("rope_type", "default") != "default",
+    "use_sliding_window": lambda v: bool(v),
+    "hidden_act": lambda v: v not in ACT2FN,
+}
 
 
 class DreamAttention(nn.Module):
@@ -71,6 +89,7 @@ class DreamMLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.act_fn = ACT2FN[cfg.hidden_act]
 
 
 class DreamBlock(nn.Module):
@@ -94,7 +113,7 @@ class DreamBlock(nn.Module):
         x = x + at.o_proj(a.transpose(1, 2).reshape(B, T, -1))
         h = self.post_attention_layernorm(x)
         m = self.mlp
-        x = x + m.down_proj(nn.functional.silu(m.gate_proj(h)) * m.up_proj(h))
+        x = x + m.down_proj(m.act_fn(m.gate_proj(h)) * m.up_proj(h))
         return x, mass
 
 
@@ -111,8 +130,10 @@ class DreamModel(TransformerLMMixin, PreTrainedModel):
     base_model_prefix = "model"
     _no_split_modules = ["DreamBlock"]
     _supports_sdpa = True
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}  # tie_word_embeddings
 
     def __init__(self, config: DreamConfig):
+        check_supported(config, DREAM_UNSUPPORTED, "dream")
         super().__init__(config)
         self.model = DreamBackbone(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)

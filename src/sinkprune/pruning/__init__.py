@@ -19,8 +19,7 @@ from .structured import SinkSP, WandaSP
 from .wanda import Wanda
 
 METHODS: dict[str, type[PruningMethod]] = {
-    cls.name: cls
-    for cls in (Magnitude, Wanda, DWanda, SparseGPT, Sink, SinkSGPT, WandaSP, SinkSP)
+    cls.name: cls for cls in (Magnitude, Wanda, DWanda, SparseGPT, Sink, SinkSGPT, WandaSP, SinkSP)
 }
 
 __all__ = [

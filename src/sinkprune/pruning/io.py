@@ -6,7 +6,6 @@ model's tokenizer files and `prune_report.json` (written last). `dense` goes thr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import platform
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from sinkprune.artifacts import checkpoint_digests, sha256_file
 
 from .base import CalibrationData, PruneSpec, Result, SinkData, SinkNorms
 
@@ -141,16 +142,9 @@ def dwanda_provenance(spec: PruneSpec, n_samples: int) -> dict:
 
 
 # ------------------------------------------------------------------ outputs ---
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_checkpoint(model, base_dir: str | Path, out_dir: str | Path, dtype=None) -> dict[str, str]:
-    """save_pretrained (safetensors) + the base model's tokenizer files; {tensor file: sha256}."""
+    """save_pretrained (safetensors) + the base model's tokenizer files; {file: sha256}
+    (sinkprune.artifacts.checkpoint_digests)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("*.safetensors"), out / "model.safetensors.index.json"]:
@@ -162,7 +156,7 @@ def save_checkpoint(model, base_dir: str | Path, out_dir: str | Path, dtype=None
         for f in Path(base_dir).glob(pattern):
             if f.is_file():
                 shutil.copy2(f, out / f.name)
-    return {f.name: sha256_file(f) for f in sorted(out.glob("*.safetensors"))}
+    return checkpoint_digests(out)
 
 
 def base_dtype(model_dir: str | Path) -> torch.dtype | None:
@@ -269,6 +263,7 @@ def prune_checkpoint(
     batch_size: int = 8,
     threads: int = 1,
     device: str | None = None,
+    timing_path: str | Path | None = None,
     mask_repeats: int = 8,
     t_min: float = 0.0,
     t_max: float = 1.0,
@@ -282,6 +277,8 @@ def prune_checkpoint(
     forward; `sink_sgpt` regenerates x_t and reads ω̄ from `scores_path`; `dwanda` noises the
     windows itself (`mask_repeats`, `t_min`, `t_max`, or the `grid`, with `eps`, `noise_seed`).
     The variant's options (noise, weighting, norm, allocation) come from its name.
+    The report holds only what the inputs and settings determine, so a rerun writes it
+    byte-identical; wall-clock times and peak memory go to `timing_path` (the rule's log folder).
     """
     from sinkprune.config import parse_variant
     from sinkprune.models import get_adapter, load_model
@@ -384,21 +381,28 @@ def prune_checkpoint(
         device=str(dev),
         dtype=str(work_dtype).removeprefix("torch."),
         threads=int(threads),
-        prune_seconds=prune_seconds,
-        wall_seconds=time.perf_counter() - t0,
-        peak_memory=peak_memory_mb(dev),
         files=files,
         versions={"torch": torch.__version__, "python": platform.python_version()},
     )
+    timing = {
+        "variant": variant,
+        "prune_seconds": prune_seconds,
+        "wall_seconds": time.perf_counter() - t0,
+        "peak_memory": peak_memory_mb(dev),
+    }
+    if timing_path is not None:
+        Path(timing_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(timing_path).write_text(json.dumps(timing, indent=1) + "\n")
     path = Path(out_dir) / REPORT
     path.write_text(json.dumps(report, indent=1) + "\n")
     log.info(
-        "%s: sparsity %.4f, %d -> %d parameters, %.1f s; wrote %s",
+        "%s: sparsity %.4f, %d -> %d parameters, %.1f s (peak memory %s); wrote %s",
         variant,
         report["sparsity"]["overall"],
         before["total"],
         report["params"]["total_after"],
-        report["wall_seconds"],
+        timing["wall_seconds"],
+        timing["peak_memory"],
         path,
     )
     return report

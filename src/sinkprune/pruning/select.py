@@ -126,8 +126,10 @@ def select_mask(
     if scope not in ("row", "matrix"):
         raise ValueError(f"unknown selection scope {scope!r} (expected 'row' or 'matrix')")
     if count is not None:
-        return per_row_count_mask(scores, count) if scope == "row" else per_matrix_count_mask(
-            scores, count
+        return (
+            per_row_count_mask(scores, count)
+            if scope == "row"
+            else per_matrix_count_mask(scores, count)
         )
     if scope == "row":
         return per_row_mask(scores, sparsity)
