@@ -195,6 +195,8 @@ def grid_entry(**kw) -> dict:
             grid_entry(sparsity_type="structured", methods=["sink_sp"], allocation="deeper"),
             ["pruning.grid[0]"],
         ),
+        (grid_entry(models=["tiny-ar"]), ["pruning.grid[0].models", "tiny-ar"]),
+        (grid_entry(models=[]), ["pruning.grid[0].models"]),
         (grid_entry(sparsities=[0.9], allocation="owl"), ["pruning.owl.lambda", "0.9"]),
         (grid_entry(sparsities=[0.05], allocation="earlier"), ["pruning.schedule.epsilon"]),
     ],
@@ -272,6 +274,16 @@ def test_variant_options_and_ablation_make_variants():
     assert parse_variant("wanda-owl_unstructured_0.75").allocation == "owl"
     with pytest.raises(ValueError, match="unknown options"):
         parse_variant("sink-bogus_unstructured_0.5")
+
+
+def test_grid_entry_models_restrict_its_variants():
+    config = load()
+    config["models"]["tiny-dlm2"] = config["models"]["tiny-dlm"]
+    config["pruning"]["models"] = ["tiny-dlm", "tiny-dlm2"]
+    config["pruning"]["grid"] = [grid_entry(), grid_entry(methods=["dwanda"], models=["tiny-dlm2"])]
+    validate_config(config, SCHEMA)
+    assert [v.name for v in variants(config, "tiny-dlm")] == ["dense", "wanda_unstructured_0.5"]
+    assert [v.name for v in variants(config, "tiny-dlm2")][-1] == "dwanda_unstructured_0.5"
 
 
 # ------------------------------------------------------------------ variants ---

@@ -182,8 +182,15 @@ def check_config(config: dict) -> None:
 
 # ----------------------------------- baselines and ablations of issue #18: their own checks ---
 def check_variant_options(pruning: dict) -> None:
-    """`pruning.grid[*].{noise, weighting, norm, allocation}` only on the methods that take them."""
+    """`pruning.grid[*].{noise, weighting, norm, allocation}` only on the methods that take them;
+    `pruning.grid[*].models` only names models of pruning.models."""
     for i, entry in enumerate(pruning.get("grid", [])):
+        unknown = [m for m in entry.get("models", []) if m not in pruning.get("models", [])]
+        if unknown:
+            raise ConfigError(
+                f"pruning.grid[{i}].models: {unknown} not in pruning.models "
+                f"({pruning.get('models', [])})"
+            )
         for key, (_, _, takers) in VARIANT_OPTIONS.items():
             if key not in entry:
                 continue
@@ -324,12 +331,15 @@ def ladder_variants(ladder: str, sparsity_type: str, sparsity: float) -> list[Va
 
 
 def variants(config: dict, model: str) -> list[Variant]:
-    """dense first, then the pruning grid, then the rungs of `pruning.ablation` not already in the
-    grid (if `model` is in pruning.models), in config order, each name once."""
+    """dense first, then the pruning grid (entries whose `models` include `model`), then the rungs
+    of `pruning.ablation` not already in the grid (if `model` is in pruning.models), in config
+    order, each name once."""
     out = [Variant("dense")]
     pruning = config.get("pruning", {})
     if model in pruning.get("models", []):
         for entry in pruning.get("grid", []):
+            if model not in entry.get("models", [model]):
+                continue
             for sparsity in entry["sparsities"]:
                 for method in entry["methods"]:
                     options = grid_options(entry)
