@@ -39,6 +39,13 @@ lint: setup
 test: lint
 	$(BIN)/pytest -q
 
+.PHONY: test-cluster
+# A single-node SLURM on this machine (.test/slurm/up.sh; needs root, installs Debian's slurm and
+# munge when missing), the micro config through --profile profiles/slurm with its tables compared
+# to a local run (tests/test_cluster.py), then the cluster is stopped (.test/slurm/down.sh).
+test-cluster: setup
+	bash .test/slurm/test.sh
+
 bench: setup
 	$(BIN)/python -m sinkprune.bench --out results/bench
 

@@ -12,6 +12,8 @@ import os
 import re
 import subprocess
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -91,7 +93,7 @@ def test_local_profile(monkeypatch):
     assert args.latency_wait == 5 and args.retries == 1
 
 
-def test_slurm_profile_maps_every_gpu_rule():
+def test_slurm_profile_maps_partitions_and_leaves_gpus_to_the_rules():
     prof = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     assert prof["executor"] == "slurm" and prof["jobs"] >= 1 and prof["retries"] >= 1
     assert prof["latency-wait"] >= 30
@@ -99,11 +101,25 @@ def test_slurm_profile_maps_every_gpu_rule():
     rules = gpu_rules()
     assert set(rules) == {"attention_mass", "sink_norms", "prune", "evaluate", "heldout"}
     assert set(prof["set-resources"]) == set(rules)
+    blocks = rule_blocks()
     for rule, settings in prof["set-resources"].items():
-        assert settings["gpu"] == 1, rule
         assert settings["slurm_partition"] == "$SINKPRUNE_GPU_PARTITION", rule
-        assert {"gpu_model", "cpus_per_gpu"} <= set(settings), rule
+        assert settings["cpus_per_gpu"] >= 1, rule
+        # a GPU request here would hold for the embedded models too; the rule decides per job
+        assert not {"gpu", "gpus", "gpu_model", "gres", "slurm_extra"} & set(settings), rule
         assert "mem_mb" not in settings and "runtime" not in settings  # from resources.py
+        assert f'gpu_model=gpu_model_for("{rules[rule]}")' in blocks[rule], rule
+
+
+def test_gpu_model_only_where_a_gpu_is_asked_for():
+    cfg = yaml.safe_load(PAPER.read_text())
+    hub = cfg["models"]["LLaDA-8B-Base"]
+    embedded = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["models"]["tiny-dlm"]
+    for stage in res.STAGES:
+        want = "h100" if stage in res.GPU_STAGES else None
+        assert res.gpu_model(stage, hub, "h100") == want, stage
+        assert res.gpu_model(stage, embedded, "h100") is None, stage
+        assert res.gpu_model(stage, hub, "") is None and res.gpu_model(stage, hub, None) is None
 
 
 FAKE_SBATCH = """#!{py}
@@ -151,71 +167,75 @@ def flag(argv: list[str], name: str) -> str | None:
     return None
 
 
-def test_slurm_submission_with_fake_sbatch(tmp_path):
-    pytest.importorskip("snakemake_executor_plugin_slurm")
-    cfg = yaml.safe_load(PAPER.read_text())
-    gpu_model, cpu_model = "LLaDA-8B-Base", "Dream-v0-Base-7B"
+SLURM_ENV = {
+    "SINKPRUNE_SLURM_ACCOUNT": "testacct",
+    "SINKPRUNE_CPU_PARTITION": "cpuq",
+    "SINKPRUNE_GPU_PARTITION": "gpuq",
+    "SINKPRUNE_GPU_MODEL": "h100",
+}
+
+
+def fake_submit(tmp_path: Path, configfile: Path, inputs: list[str], targets: list[str]) -> dict:
+    """Run the SLURM profile on `targets` against fake sbatch & co.; rule -> its sbatch argv.
+
+    `inputs` are created first, each one (and its folder, which may be a directory output)
+    a second newer than the one before, in the DAG's order: only the targets' jobs are submitted.
+    (Files older than the workflow's code would count as changed code without metadata.)
+    """
     work = tmp_path / "work"
-    # inputs of one GPU job (attention_mass) and one CPU job (calibration), oldest first
-    for m in (gpu_model, cpu_model):
-        touch(work / "resources" / "models" / m / "config.json", "{}")
-    for split in ("train", "valid", "test"):
-        touch(work / "results" / "corpus" / f"{split}.txt")
-    touch(work / "results" / "corpus" / "stats.json", "{}")
-    samples = work / "results" / gpu_model / "calibration" / "samples.parquet"
-    touch(samples)
-    os.utime(samples, (samples.stat().st_atime + 10, samples.stat().st_mtime + 10))
+    now = time.time()
+    for i, name in enumerate(inputs):
+        touch(work / name, "{}" if name.endswith(".json") else "x")
+        for path in (work / name, (work / name).parent):
+            os.utime(path, (now + i, now + i))
     fake_slurm(tmp_path / "bin")
     log = tmp_path / "sbatch.jsonl"
     env = {
         **os.environ,
+        **SLURM_ENV,
         "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
         "FAKE_SLURM_LOG": str(log),
-        "SINKPRUNE_SLURM_ACCOUNT": "testacct",
-        "SINKPRUNE_CPU_PARTITION": "cpuq",
-        "SINKPRUNE_GPU_PARTITION": "gpuq",
-        "SINKPRUNE_GPU_MODEL": "h100",
         "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
     }
+    cmd = [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work)]
+    cmd += ["--configfile", str(configfile), "--profile", str(ROOT / "profiles" / "slurm")]
+    cmd += ["--slurm-init-seconds-before-status-checks", "1", "--retries", "0", *targets]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    assert len(calls) == len(targets), (proc.stdout + proc.stderr)[-3000:]
+    return {flag(c, "--comment").split("_wildcards_")[0].removeprefix("rule_"): c for c in calls}
+
+
+def test_slurm_submission_with_fake_sbatch(tmp_path):
+    """Paper models: the GPU job asks for --gpus=<SINKPRUNE_GPU_MODEL>:1, the CPU job for none."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    cfg = yaml.safe_load(PAPER.read_text())
+    gpu_model, cpu_model = "LLaDA-8B-Base", "Dream-v0-Base-7B"
+    corpus = [f"results/corpus/{split}.txt" for split in ("train", "valid", "test")]
+    inputs = [f"resources/models/{m}/config.json" for m in (gpu_model, cpu_model)]
+    inputs += [*corpus, "results/corpus/stats.json"]
+    inputs += [f"results/{gpu_model}/calibration/samples.parquet"]
     targets = [
         f"results/{gpu_model}/attention/mass.parquet",
+        f"results/{gpu_model}/pruned/wanda_unstructured_0.25/prune_report.json",
         f"results/{cpu_model}/calibration/samples.parquet",
     ]
-    proc = subprocess.run(
-        [
-            str(SNAKEMAKE),
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(work),
-            "--configfile",
-            str(PAPER),
-            "--profile",
-            str(ROOT / "profiles" / "slurm"),
-            "--slurm-init-seconds-before-status-checks",
-            "1",
-            "--retries",
-            "0",
-            *targets,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=80,
-    )
-    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    assert len(calls) == 2, (proc.stdout + proc.stderr)[-3000:]
-    by_rule = {flag(c, "--comment").split("_wildcards_")[0].removeprefix("rule_"): c for c in calls}
-    assert set(by_rule) == {"attention_mass", "calibration"}
+    by_rule = fake_submit(tmp_path, PAPER, inputs, targets)
+    assert set(by_rule) == {"attention_mass", "prune", "calibration"}
 
-    gpu = by_rule["attention_mass"]
-    job = res.job_size("attention_mass", cfg, {"model": gpu_model})
-    mcfg = cfg["models"][gpu_model]
-    assert flag(gpu, "-p") == "gpuq" and flag(gpu, "-A") == "testacct"
-    assert flag(gpu, "--gpus") == "h100:1"
-    assert flag(gpu, "--cpus-per-gpu") == "8"
-    assert flag(gpu, "--mem") == str(res.mem_mb("attention_mass", mcfg, 1, **job))
-    assert flag(gpu, "-t") == str(res.runtime_min("attention_mass", mcfg, 1, **job))
+    for rule, wildcards in [
+        ("attention_mass", {"model": gpu_model}),
+        ("prune", {"model": gpu_model, "variant": "wanda_unstructured_0.25"}),
+    ]:
+        gpu = by_rule[rule]
+        job = res.job_size(rule, cfg, wildcards)
+        mcfg = cfg["models"][gpu_model]
+        assert flag(gpu, "-p") == "gpuq" and flag(gpu, "-A") == "testacct", rule
+        assert flag(gpu, "--gpus") == "h100:1", rule
+        assert flag(gpu, "--cpus-per-gpu") == "8", rule
+        assert flag(gpu, "--mem") == str(res.mem_mb(rule, mcfg, 1, **job)), rule
+        assert flag(gpu, "-t") == str(res.runtime_min(rule, mcfg, 1, **job)), rule
 
     cpu = by_rule["calibration"]
     job = res.job_size("calibration", cfg, {"model": cpu_model})
@@ -226,8 +246,54 @@ def test_slurm_submission_with_fake_sbatch(tmp_path):
     assert flag(cpu, "-t") == str(res.runtime_min("calibration", mcfg, 1, **job))
 
 
+def test_slurm_submission_of_embedded_models_asks_for_no_gpu(tmp_path):
+    """The embedded default's GPU-stage jobs go to the GPU partition but ask for no GPU, even with
+    SINKPRUNE_GPU_MODEL set (a `--gpus=h100:0` would make SLURM fail the job's step)."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    default = ROOT / "config" / "config.yaml"
+    corpus = [f"results/corpus/{split}.txt" for split in ("train", "valid", "test")]
+    inputs = [*corpus, "results/corpus/stats.json"]
+    inputs += [f"results/tokenizer/{name}.json" for name in ("tokenizer", "tokenizer_config")]
+    inputs += ["results/models/tiny-dlm/config.json"]
+    inputs += ["results/tiny-dlm/calibration/samples.parquet"]
+    targets = [
+        "results/tiny-dlm/attention/mass.parquet",
+        "results/tiny-dlm/pruned/wanda_unstructured_0.5/prune_report.json",
+    ]
+    by_rule = fake_submit(tmp_path, default, inputs, targets)
+    assert set(by_rule) == {"attention_mass", "prune"}
+    for rule, argv in by_rule.items():
+        assert flag(argv, "-p") == "gpuq", rule
+        assert not any("gpu" in a for a in argv if a != "gpuq" and not a.startswith("--wrap")), (
+            rule,
+            argv,
+        )
+        assert flag(argv, "--cpus-per-task") == "1", rule  # res.threads of embedded models
+
+
+def slurm_dry_run(workdir: Path, configfile: Path) -> tuple[str, list[tuple[str, dict]]]:
+    """`snakemake -n --profile profiles/slurm --jobs 10` with SLURM_ENV set: its output and, per
+    job, (rule, {resource: value}) from its `resources:` line."""
+    env = {**os.environ, **SLURM_ENV, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    cmd = [str(SNAKEMAKE), "-n", "--snakefile", str(ROOT / "Snakefile")]
+    cmd += ["--directory", str(workdir), "--configfile", str(configfile)]
+    cmd += ["--profile", str(ROOT / "profiles" / "slurm"), "--jobs", "10"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        line = re.search(r"^ +resources: (.*)$", block, flags=re.M)
+        if m and line:
+            pairs = (item.split("=", 1) for item in line.group(1).split(", "))
+            jobs.append((m.group(1), {k: v for k, v in pairs}))
+    return out, jobs
+
+
 def test_slurm_profile_dry_run_builds_the_paper_dag(tmp_path):
-    """The SLURM executor dry-runs (the profile sets `jobs`); GPU rules carry the GPU partition."""
+    """The paper through the SLURM profile: every job, and a GPU (of SINKPRUNE_GPU_MODEL, in the GPU
+    partition) exactly for attention_mass, prune, evaluate and heldout of the 8B models."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
     from test_paper_config import expected_jobs
 
@@ -236,33 +302,28 @@ def test_slurm_profile_dry_run_builds_the_paper_dag(tmp_path):
     cfg = validate_config(
         yaml.safe_load(PAPER.read_text()), ROOT / "workflow/schemas/config.schema.yaml"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    proc = subprocess.run(
-        [
-            str(SNAKEMAKE),
-            "-n",
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(PAPER),
-            "--profile",
-            str(ROOT / "profiles" / "slurm"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=80,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
+    out, jobs = slurm_dry_run(tmp_path, PAPER)
     total = int(re.search(r"^total\s+(\d+)$", out, flags=re.M).group(1))
     assert total == sum(expected_jobs(cfg).values())
-    for block in re.split(r"\n(?=rule \w+:)", out):
-        m = re.match(r"rule (\w+):", block)
-        if not m or "resources:" not in block:
+    assert len(jobs) == total
+    on_gpu = Counter()
+    for rule, resources in jobs:
+        if rule == "all":  # the target rule: no action, no resources of its own
             continue
-        on_gpu = m.group(1) in {"attention_mass", "sink_norms", "prune", "evaluate", "heldout"}
-        assert ("slurm_partition=$SINKPRUNE_GPU_PARTITION" in block) == on_gpu, block
-        assert ("gpu=1" in block) == on_gpu, block
+        gpu = rule in {"attention_mass", "sink_norms", "prune", "evaluate", "heldout"}
+        on_gpu[rule] += gpu
+        assert resources["slurm_partition"] == ("gpuq" if gpu else "cpuq"), (rule, resources)
+        assert resources["gpu"] == ("1" if gpu else "0"), (rule, resources)
+        assert resources.get("gpu_model") == ("h100" if gpu else None), (rule, resources)
+        assert resources["slurm_account"] == "testacct"
+    n_models = len(cfg["models"])
+    assert on_gpu["attention_mass"] == n_models and on_gpu["prune"] > 0 and on_gpu["evaluate"] > 0
+
+
+def test_slurm_profile_dry_run_of_the_embedded_default_asks_for_no_gpu(tmp_path):
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    _, jobs = slurm_dry_run(tmp_path, ROOT / "config" / "config.yaml")
+    rules = {rule for rule, _ in jobs}
+    assert {"train_model", "attention_mass", "prune", "evaluate"} <= rules
+    for rule, resources in jobs:
+        assert resources.get("gpu", "0") == "0" and "gpu_model" not in resources, (rule, resources)

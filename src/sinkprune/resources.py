@@ -1,7 +1,7 @@
 """Resource requests of the rules, as documented functions of model size and job size.
 
 Used by workflow/rules/common.smk (`resources:` of each rule, through `mem_mb_for`, `runtime_for`,
-`gpu_for`) and unit-tested in tests/test_resources.py. All formulas are estimates for *requests*
+`gpu_for`, `gpu_model_for`) and unit-tested in tests/test_resources.py. All formulas are estimates for *requests*
 (what a scheduler reserves), written so a reader can check them by hand:
 
 * Model size N is `models.<m>.n_params` or, for embedded models, counted from `arch`.
@@ -268,6 +268,21 @@ def gpus(stage: str, model_cfg: Mapping) -> int:
     if is_embedded(model_cfg):
         return 0
     return 1 if stage in GPU_STAGES else 0
+
+
+def gpu_model(stage: str, model_cfg: Mapping, requested: str | None) -> str | None:
+    """The `gpu_model` resource of a job: `requested` (SINKPRUNE_GPU_MODEL) where the job asks for
+    a GPU, else None (no such resource).
+
+    snakemake-executor-plugin-slurm turns `gpu_model` into `--gpus=<model>:<gpu>` whatever `gpu`
+    is; for gpu = 0 sbatch accepts `--gpus=a100:0` but the job's `srun` step then fails with
+    "Invalid generic resource (gres) specification" (measured, SLURM 22.05, plugin 2.8.0). A
+    profile cannot make one resource depend on another, so the rule sets it per job. None or ""
+    for `requested` also gives None: the plugin then asks for any GPU (`--gpus=1`).
+    """
+    if gpus(stage, model_cfg) == 0 or not requested:
+        return None
+    return requested
 
 
 def threads(stage: str, model_cfg: Mapping | None = None) -> int:

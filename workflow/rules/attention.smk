@@ -17,6 +17,7 @@ rule attention_mass:
     threads: threads_for("attention_mass")
     resources:
         gpu=gpu_for("attention_mass"),
+        gpu_model=gpu_model_for("attention_mass"),
         mem_mb=mem_mb_for("attention_mass"),
         runtime=runtime_for("attention_mass"),
     params:

@@ -1,5 +1,6 @@
 # Config validation, input functions, target lists and resource functions.
 # Plain Python helpers; the logic they call lives in src/sinkprune/ (config.py, resources.py).
+import os
 import re
 from pathlib import Path
 
@@ -209,10 +210,23 @@ def threads_for(stage):
 
 
 def gpu_for(stage):
+    """`gpu` of `stage` for the job's model: 1 for hub models on GPU stages, else 0."""
+
     def gpu(wildcards):
         return res.gpus(stage, model_cfg(wildcards))
 
     return gpu
+
+
+def gpu_model_for(stage):
+    """`gpu_model` (SLURM `--gpus=<model>:N`): $SINKPRUNE_GPU_MODEL for jobs that ask for a GPU,
+    unset otherwise (resources.gpu_model says why the profile cannot set it)."""
+
+    def gpu_model(wildcards):
+        requested = os.environ.get("SINKPRUNE_GPU_MODEL")
+        return res.gpu_model(stage, model_cfg(wildcards), requested)
+
+    return gpu_model
 
 
 # --------------------------------------------------------------- targets ---

@@ -54,6 +54,7 @@ if EVAL_JOB_PER == "variant":
         threads: threads_for("evaluate")
         resources:
             gpu=gpu_for("evaluate"),
+            gpu_model=gpu_model_for("evaluate"),
             mem_mb=mem_mb_for("evaluate"),
             runtime=runtime_for("evaluate"),
         params:
@@ -80,6 +81,7 @@ else:
         threads: threads_for("evaluate")
         resources:
             gpu=gpu_for("evaluate"),
+            gpu_model=gpu_model_for("evaluate"),
             mem_mb=mem_mb_for("evaluate"),
             runtime=runtime_for("evaluate"),
         params:
@@ -102,6 +104,7 @@ else:
         threads: threads_for("heldout")
         resources:
             gpu=gpu_for("heldout"),
+            gpu_model=gpu_model_for("heldout"),
             mem_mb=mem_mb_for("heldout"),
             runtime=runtime_for("heldout"),
         params:

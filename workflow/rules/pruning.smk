@@ -18,6 +18,7 @@ rule prune:
     threads: threads_for("prune")
     resources:
         gpu=gpu_for("prune"),
+        gpu_model=gpu_model_for("prune"),
         mem_mb=mem_mb_for("prune"),
         runtime=runtime_for("prune"),
     params:

@@ -43,6 +43,7 @@ rule sink_norms:
     threads: threads_for("sink_norms")
     resources:
         gpu=gpu_for("sink_norms"),
+        gpu_model=gpu_model_for("sink_norms"),
         mem_mb=mem_mb_for("sink_norms"),
         runtime=runtime_for("sink_norms"),
     params:
