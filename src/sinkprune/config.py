@@ -6,7 +6,7 @@ cross-key rules below need Python. Every error names the offending key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 NM_TYPES = {"2:4": (2, 4), "4:8": (4, 8)}
@@ -349,6 +349,26 @@ def variants(config: dict, model: str) -> list[Variant]:
                 for ladder in LADDERS:
                     out += ladder_variants(ladder, entry["sparsity_type"], sparsity)
     return list(dict.fromkeys(out))
+
+
+#: sink-aware method -> the method it modifies (method.md §5)
+BASELINE_OF = {"sink": "wanda", "sink_sgpt": "sparsegpt", "sink_sp": "wanda_sp"}
+
+
+def allocation_comparisons(vs: list[Variant]) -> list[tuple[Variant, Variant]]:
+    """(variant, reference) pairs of the allocation report, both in `vs`: every variant with a
+    non-uniform allocation against the same variant allocated uniformly, and a sink-aware one
+    against its baseline method with the same allocation (`sink-owl` vs `wanda-owl`)."""
+    names = set(vs)
+    pairs = []
+    for v in vs:
+        if v.allocation == "uniform":
+            continue
+        refs = [replace(v, allocation="uniform")]
+        if v.method in BASELINE_OF:
+            refs.append(replace(v, method=BASELINE_OF[v.method], weighting="sink", norm="summed"))
+        pairs += [(v, r) for r in refs if r in names]
+    return pairs
 
 
 def timestep_grid(config: dict) -> list[tuple[int, float]]:

@@ -7,6 +7,8 @@ from pathlib import Path
 from sinkprune import resources as res
 from sinkprune.config import VARIANT_PATTERN, parse_variant, validate_config, variants
 from sinkprune.config import NORM_METHODS, SINK_METHODS, timestep_grid  # rule prune
+# ablation.smk
+from sinkprune.config import LADDERS, allocation_comparisons, ladder_variants
 from sinkprune.config_checks import check_config_files, check_run_settings
 from sinkprune.config_checks import exit_on_config_error
 
@@ -288,6 +290,66 @@ def eval_targets():
     ]
 
 
+def ablated_models():
+    """Models that are pruned and evaluated: the ones the ladder and allocation reports cover."""
+    evaluated = config["evaluation"].get("models", [])
+    return [m for m in config["pruning"].get("models", []) if m in evaluated]
+
+
+def ladder_variant_names(model):
+    """Every rung of every `pruning.ablation` entry of `model` (config.WANDA_LADDER, ...)."""
+    return [
+        v.name
+        for entry in config["pruning"].get("ablation", [])
+        for sparsity in entry["sparsities"]
+        for ladder in LADDERS
+        for v in ladder_variants(ladder, entry["sparsity_type"], sparsity)
+    ]
+
+
+def eval_files(model, names):
+    tasks = list(config["evaluation"]["tasks"])
+    return [
+        f"{RESULTS}/{model}/eval/{v}/{name}"
+        for v in names
+        for name in [f"{t}.json" for t in tasks] + ["heldout.json"]
+    ]
+
+
+def ladder_inputs(wildcards):
+    """The eval files of every rung (rule sink_ladder)."""
+    return [f for m in ablated_models() for f in eval_files(m, ladder_variant_names(m))]
+
+
+def allocation_variant_names(model):
+    """Variants of `model` with a non-uniform allocation, and the variants they are compared
+    with: the same method uniform, and the baseline method with the same allocation."""
+    pairs = allocation_comparisons(variants(config, model))
+    return list(dict.fromkeys(v.name for pair in pairs for v in pair))
+
+
+def allocation_inputs(wildcards):
+    """prune_report.json (per-layer sparsities) and eval files of the compared variants."""
+    names = allocation_variant_names(wildcards.model)
+    return {
+        "reports": [f"{RESULTS}/{wildcards.model}/pruned/{v}/prune_report.json" for v in names],
+        "evals": eval_files(wildcards.model, names),
+    }
+
+
+def ablation_targets():
+    """The ladder table (when `pruning.ablation` is set) and the allocation table and figure of
+    every pruned and evaluated model with a non-uniform allocation."""
+    out = []
+    if config["pruning"].get("ablation") and ablated_models():
+        out += [f"{RESULTS}/tables/ablation/sink_ladder.{ext}" for ext in ("md", "csv")]
+    for m in ablated_models():
+        if allocation_variant_names(m):
+            out += [f"{RESULTS}/tables/allocation/{m}.{ext}" for ext in ("md", "csv")]
+            out += [f"{RESULTS}/figures/allocation/{m}.{ext}" for ext in ("png", "pdf")]
+    return out
+
+
 def report_targets():
     """Table and figure folders of sinkprune.report (rules tables, figures)."""
     if not config["evaluation"].get("models"):
@@ -303,4 +365,5 @@ def all_targets():
         + prune_targets()
         + eval_targets()
         + report_targets()
+        + ablation_targets()
     )
