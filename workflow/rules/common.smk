@@ -7,6 +7,7 @@ from pathlib import Path
 from sinkprune import resources as res
 from sinkprune.config import VARIANT_PATTERN, parse_variant, validate_config, variants
 from sinkprune.config import NORM_METHODS, SINK_METHODS, timestep_grid  # rule prune
+
 # ablation.smk
 from sinkprune.config import LADDERS, allocation_comparisons, ladder_variants
 from sinkprune.config_checks import check_config_files, check_run_settings
@@ -95,7 +96,7 @@ def prune_inputs(wildcards):
     v = parse_variant(wildcards.variant)
     if v.method in NORM_METHODS:
         inputs["norms"] = f"{RESULTS}/{wildcards.model}/sinks/norms.safetensors"
-    elif v.method in SINK_METHODS and v.weighting != "none":  # sink_sgpt with ω̄ ≡ 1 needs none
+    elif v.method in SINK_METHODS and v.weighting != "none":  # ω̄ ≡ 1 needs no scores
         inputs["scores"] = f"{RESULTS}/{wildcards.model}/sinks/scores.parquet"
     return inputs
 
@@ -103,10 +104,14 @@ def prune_inputs(wildcards):
 def prune_params(wildcards):
     """Settings prune_checkpoint needs for this variant, and only those (a changed SparseGPT
     blocksize does not rerun Wanda variants, a changed OWL lambda only the OWL variants; the noise
-    settings of sink / sink_sp are params of rule sink_norms, whose output is their input)."""
+    settings of sink / sink_sp are params of rule sink_norms, whose output is their input).
+    """
     v = parse_variant(wildcards.variant)
     pruning = config["pruning"]
-    noise = {"eps": config["diffusion"]["eps"], "noise_seed": config["calibration"]["seed"]}
+    noise = {
+        "eps": config["diffusion"]["eps"],
+        "noise_seed": config["calibration"]["seed"],
+    }
     out = {"seed": config["seed"]}
     if v.method in {"sparsegpt", "sink_sgpt"}:
         out.update(pruning["sparsegpt"])
@@ -332,7 +337,9 @@ def allocation_inputs(wildcards):
     """prune_report.json (per-layer sparsities) and eval files of the compared variants."""
     names = allocation_variant_names(wildcards.model)
     return {
-        "reports": [f"{RESULTS}/{wildcards.model}/pruned/{v}/prune_report.json" for v in names],
+        "reports": [
+            f"{RESULTS}/{wildcards.model}/pruned/{v}/prune_report.json" for v in names
+        ],
         "evals": eval_files(wildcards.model, names),
     }
 
