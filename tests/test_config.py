@@ -281,6 +281,7 @@ def test_grid_entry_models_restrict_its_variants():
     config["models"]["tiny-dlm2"] = config["models"]["tiny-dlm"]
     config["pruning"]["models"] = ["tiny-dlm", "tiny-dlm2"]
     config["pruning"]["grid"] = [grid_entry(), grid_entry(methods=["dwanda"], models=["tiny-dlm2"])]
+    config["pruning"]["ablation"] = []
     validate_config(config, SCHEMA)
     assert [v.name for v in variants(config, "tiny-dlm")] == ["dense", "wanda_unstructured_0.5"]
     assert [v.name for v in variants(config, "tiny-dlm2")][-1] == "dwanda_unstructured_0.5"
