@@ -102,3 +102,40 @@ def test_causal_model_reports_next_token_ce(text_file):
 def test_seqlen_longer_than_model_is_an_error(text_file):
     with pytest.raises(ValueError, match="evaluation.heldout.seqlen"):
         heldout_eval(Uniform(), CharTok(), text_file, 2, 128, [0.5])
+
+
+def test_per_window_values_for_paired_comparisons(text_file):
+    """Per-window CE sums and counts add up to the reported CE, the windows are named by their
+    chunk index, and the ELBO nats per window average to the reported bits per token."""
+    model = Linear()
+    out = heldout_eval(model, CharTok(), text_file, 4, 32, [0.3, 0.7], mc_num=4, batch_size=3)
+    enc = lambda s: CharTok()(s)["input_ids"]  # noqa: E731
+    w = heldout_windows(text_file.read_text(), enc, 4, 32, 0)
+    ids = torch.tensor(enc(text_file.read_text()))
+    assert [ids[j * 32 : (j + 1) * 32].tolist() for j in out["windows"]] == w.tolist()
+    for row in out["masked"]:
+        sums, counts = row["ce_sum_per_window"], row["n_masked_per_window"]
+        assert len(sums) == len(counts) == 4 and sum(counts) == row["n_masked"]
+        assert sum(sums) / sum(counts) == pytest.approx(row["ce_nats"], rel=1e-6)
+        # stderr of the ratio estimator, by hand (delta method)
+        r = sum(sums) / sum(counts)
+        resid = [s - r * c for s, c in zip(sums, counts, strict=True)]
+        expected = math.sqrt(sum(x * x for x in resid) / (4 * 3)) / (sum(counts) / 4)
+        assert row["ce_nats_stderr"] == pytest.approx(expected, rel=1e-6)
+    nats = out["elbo"]["nats_per_window"]
+    assert sum(nats) / 4 / 32 / math.log(2) == pytest.approx(out["bits_per_token"], rel=1e-6)
+    # same windows, same masks: another variant is paired window by window (the masked-CE masks
+    # do not depend on the batch size; the ELBO draws depend on the window and the settings)
+    other = Linear()
+    other.emb = other.emb * 0.5
+    again = heldout_eval(other, CharTok(), text_file, 4, 32, [0.3, 0.7], mc_num=4, batch_size=2)
+    assert again["windows"] == out["windows"]
+    assert again["masked"][0]["n_masked_per_window"] == out["masked"][0]["n_masked_per_window"]
+    assert again["masked"][0]["ce_sum_per_window"] != out["masked"][0]["ce_sum_per_window"]
+
+
+def test_causal_per_window_sums(text_file):
+    out = heldout_eval(Linear(causal=True), CharTok(), text_file, 4, 32, [0.5], batch_size=3)
+    sums = out["next_token"]["ce_sum_per_window"]
+    assert sum(sums) / (4 * 31) == pytest.approx(out["next_token"]["ce_nats"], rel=1e-6)
+    assert out["next_token"]["ce_nats_stderr"] > 0

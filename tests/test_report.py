@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from pathlib import Path
 
@@ -43,7 +44,23 @@ SCORES = {
     ("sink_sp_structured_0.3", "arc_challenge"): 0.3820,
     ("sink_sp_structured_0.3", "piqa"): 0.6955,
 }
-HELDOUT = {"dense": (2.0, 3.0, 4.5), "wanda_unstructured_0.5": (2.5, 3.25, 5.0)}
+N_ITEMS = 10_000  # every 4-decimal score is a whole number of items
+# variant -> per-window CE sums at t=0.15 and t=0.5 over 4 windows with 5 / 15 masked tokens each
+# (so CE = sum / 20 and sum / 60) and ELBO nats per window (seqlen 8). sink is wanda - 0.5 nats
+# per masked token in every window at t=0.5 (a degenerate paired CI), wanda's t=0.15 is dense's.
+HELDOUT = {
+    "dense": ([1.0, 2.0, 3.0, 4.0], [10.0, 15.0, 20.0, 25.0], [20.0, 22.0, 24.0, 26.0]),
+    "wanda_unstructured_0.5": (
+        [1.0, 2.0, 3.0, 4.0],
+        [20.0, 15.0, 25.0, 25.0],
+        [30.0, 30.0, 30.0, 30.0],
+    ),
+    "sink_unstructured_0.5": (
+        [2.0, 2.0, 2.0, 2.0],
+        [12.5, 7.5, 17.5, 17.5],
+        [29.0, 29.0, 29.0, 29.0],
+    ),
+}
 
 PUBLISHED = """table,model,pruning,sparsity,method,benchmark,value,unit,source
 unstructured,P-8B,unstructured,0.0,dense,piqa,74.00,percent,x
@@ -53,6 +70,15 @@ unstructured,P-8B,unstructured,0.5,sink,gsm8k,55.88,percent,x
 structured,P-8B,structured,0.3,sink_sp,piqa,69.55,percent,x
 unstructured,Other,unstructured,0.5,wanda,piqa,10.00,percent,x
 """
+
+
+def items(task: str, value: float) -> dict:
+    """N_ITEMS per-item 0/1 values: the first round(value·N) are 1 (the score is their mean)."""
+    k = round(value * N_ITEMS)
+    return {
+        "ids": [f"{task}/{i}" for i in range(N_ITEMS)],
+        "values": [1.0 if i < k else 0.0 for i in range(N_ITEMS)],
+    }
 
 
 def write_fixture(root: Path) -> Path:
@@ -69,20 +95,26 @@ def write_fixture(root: Path) -> Path:
                 }
             },
             "config": {"model": "sinkprune_dlm"},
+            "items": {"metric": metric, **items(task, value)},
         }
         path = results / "m" / "eval" / variant / f"{task}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(payload))
-    for variant, (a, b, bits) in HELDOUT.items():
+    for variant, (s15, s50, nats) in HELDOUT.items():
         payload = {
+            "seqlen": 8,
+            "windows": [3, 5, 8, 13],
             "masked": [
-                {"t": 0.15, "ce_nats": a, "accuracy": 0.5, "n_masked": 10},
-                {"t": 0.5, "ce_nats": b, "accuracy": 0.4, "n_masked": 30},
+                {"t": 0.15, "ce_nats": sum(s15) / 20, "ce_nats_stderr": 0.1,
+                 "ce_sum_per_window": s15, "n_masked_per_window": [5] * 4},
+                {"t": 0.5, "ce_nats": sum(s50) / 60, "ce_nats_stderr": 0.2,
+                 "ce_sum_per_window": s50, "n_masked_per_window": [15] * 4},
             ],
             "next_token": None,
-            "elbo": {"bits_per_token": bits},
-            "bits_per_token": bits,
-        }
+            "elbo": {"bits_per_token": sum(nats) / 32 / math.log(2), "bits_per_token_stderr": 0.05,
+                     "nats_per_window": nats},
+            "bits_per_token": sum(nats) / 32 / math.log(2),
+        }  # fmt: skip
         (results / "m" / "eval" / variant / "heldout.json").write_text(json.dumps(payload))
     (root / "paper.csv").write_text(PUBLISHED)
     return results
@@ -101,6 +133,7 @@ def built(tmp_path):
         published_csv=tmp_path / "paper.csv",
         calibration={"nsamples": 4, "seqlen": 32},
         diffusion={"steps": 10, "sample_interval": 5},
+        claims_path=tmp_path / "claims.md",
     )
     return out, files
 
@@ -112,27 +145,42 @@ def read_csv(path: Path) -> list[dict]:
 
 def test_expected_files(built):
     out, files = built
-    names = sorted(str(p.relative_to(out)) for p in files)
+    names = sorted(str(p.relative_to(out)) for p in files if p.name != "claims.md")
     stems = ["unstructured", "unstructured_delta", "unstructured_vs_paper"]
     stems += ["structured", "structured_delta", "structured_vs_paper", "heldout"]
     assert names == sorted(f"m/{s}.{ext}" for s in stems for ext in ("md", "csv", "tex"))
     assert not (out / "m" / "nm.md").exists()  # no N:M in the grid
+    assert (out.parent / "claims.md") in files
 
 
 def test_unstructured_csv_golden(built):
     out, _ = built
     rows = read_csv(out / "m" / "unstructured.csv")
     assert [r["method"] for r in rows] == ["dense", "wanda", "sink"]
-    # dense: (43.00 + 74.10) / 2 = 58.55; wanda: (39.08 + 72.63) / 2 = 55.855 -> 55.85 or 55.86
+    # dense: (43.00 + 74.10) / 2 = 58.55, stderr sqrt(1² + 1²) / 2 = 0.707; held-out
+    # CE t=0.15 = 10 / 20 = 0.50, t=0.5 = 70 / 60 = 1.1667, bits = 92 / (4·8) / ln 2 = 4.1477
     assert rows[0] == {
         "sparsity_type": "dense",
         "sparsity": "0.00",
         "method": "dense",
         "arc_challenge": "43.00",
+        "arc_challenge_stderr": "1.00",
         "piqa": "74.10",
+        "piqa_stderr": "1.00",
         "avg": "58.55",
+        "avg_stderr": "0.71",
         "delta_avg": "",
+        "delta_avg_lo": "",
+        "delta_avg_hi": "",
+        "delta_avg_sig": "",
+        "ce_t0.15": "0.500",
+        "ce_t0.15_stderr": "0.100",
+        "ce_t0.5": "1.167",
+        "ce_t0.5_stderr": "0.200",
+        "bits_per_token": "4.148",
+        "bits_per_token_stderr": "0.050",
     }
+    # wanda: (39.08 + 72.63) / 2 = 55.855 -> 55.85 or 55.86
     assert rows[1]["arc_challenge"] == "39.08" and rows[1]["piqa"] == "72.63"
     assert rows[1]["avg"] in {"55.85", "55.86"}  # 55.855 in binary floating point
     # sink: piqa missing -> piqa and avg missing (never filled), delta missing
@@ -145,35 +193,83 @@ def test_structured_markdown_golden(built):
     md = (out / "m" / "structured.md").read_text()
     lines = md.strip().splitlines()
     assert lines[0].startswith("### Structured pruning: m (x/m)")
-    assert lines[2] == "| Sparsity | Method | ARC-C | PIQA | Avg | Δ Avg |"
-    assert lines[3] == "|:---|:---|---:|---:|---:|---:|"
-    assert lines[4] == "| 0% | Dense | 43.00 | 74.10 | 58.55 |  |"
-    # wanda_sp avg (37.80 + 68.34) / 2 = 53.07; sink_sp (38.20 + 69.55) / 2 = 53.875 -> 53.88
-    # (53.875 is exact in binary; %.2f rounds half to even -> 53.88). Δ = 53.875 - 53.07 = +0.805
-    assert lines[5] == "| ratio 0.3 | Wanda-sp | 37.80 | 68.34 | 53.07 |  |"
+    assert lines[2] == (
+        "| Sparsity | Method | ARC-C | PIQA | Avg | Δ Avg | CE t=0.15 | CE t=0.5 | bits/token |"
+    )
+    assert lines[3] == "|:---|:---|---:|---:|---:|---:|---:|---:|---:|"
+    assert lines[4] == (
+        "| 0% | Dense | 43.00 ± 1.00 | 74.10 ± 1.00 | 58.55 ± 0.71 |  | 0.500 ± 0.100 | "
+        "1.167 ± 0.200 | 4.148 ± 0.050 |"
+    )
+    # wanda_sp avg (37.80 + 68.34) / 2 = 53.07; sink_sp (38.20 + 69.55) / 2 = 53.875 -> 53.88.
+    # Δ Avg = ((3820 − 3780) + (6955 − 6834)) / 2 / 100 = +0.805 points; every item difference
+    # is 0 or +1, so the whole CI is above 0: marked. No heldout.json for these variants.
+    assert (
+        lines[5]
+        == "| ratio 0.3 | Wanda-sp | 37.80 ± 1.00 | 68.34 ± 1.00 | 53.07 ± 0.71 |  | — | — | — |"
+    )
     assert re.fullmatch(
-        r"\| ratio 0\.3 \| Sink-aware Wanda-sp \| \*\*38\.20\*\* \| \*\*69\.55\*\* \| "
-        r"\*\*53\.88\*\* \| \+0\.8[01] \|",
+        r"\| ratio 0\.3 \| Sink-aware Wanda-sp \| \*\*38\.20 ± 1\.00\*\* \| "
+        r"\*\*69\.55 ± 1\.00\*\* \| \*\*53\.88 ± 0\.71\*\* \| "
+        r"\+0\.8[01] \[\+0\.\d\d, \+0\.\d\d\]\* \| — \| — \| — \|",
         lines[6],
     ), lines[6]
+    assert "* marks a CI that excludes 0" in md
 
 
 def test_missing_shown_as_missing_and_bold_only_when_comparable(built):
     out, _ = built
     md = (out / "m" / "unstructured.md").read_text().splitlines()
     sink = next(line for line in md if "Sink-aware Wanda |" in line)
-    # arc: 41.38 > 39.08 -> bold; piqa and Avg missing; Δ Avg missing (sink avg missing)
-    assert sink == "| 50% | Sink-aware Wanda | **41.38** | — | — | — |"
+    # arc: 41.38 > 39.08 -> bold; piqa and Avg missing; Δ Avg missing (sink avg missing);
+    # held-out: sink's CE t=0.5 (55 / 60 = 0.917) beats wanda's (85 / 60 = 1.417) -> bold
+    assert sink.startswith("| 50% | Sink-aware Wanda | **41.38 ± 1.00** | — | — | — | ")
+    assert "**0.917 ± 0.200**" in sink
     wanda = next(line for line in md if "| Wanda |" in line)
-    assert "**72.63**" not in wanda  # only one value present in the piqa column of the block
+    assert "**72.63" not in wanda  # only one value present in the piqa column of the block
 
 
 def test_delta_table(built):
     out, _ = built
     rows = read_csv(out / "m" / "structured_delta.csv")
     assert len(rows) == 1 and rows[0]["method"] == "sink_sp" and rows[0]["baseline"] == "wanda_sp"
-    # 38.20 - 37.80 = 0.40; 69.55 - 68.34 = 1.21
+    # 38.20 - 37.80 = 0.40; 69.55 - 68.34 = 1.21; every item difference >= 0
     assert rows[0]["arc_challenge"] == "0.40" and rows[0]["piqa"] == "1.21"
+    assert float(rows[0]["piqa_lo"]) > 0 and rows[0]["piqa_sig"] == "True"
+    assert float(rows[0]["piqa_lo"]) <= 1.21 <= float(rows[0]["piqa_hi"])
+    assert rows[0]["ce_t0.5"] == ""  # no held-out results for the structured variants
+    rows = read_csv(out / "m" / "unstructured_delta.csv")
+    (r,) = rows
+    # held-out, paired over windows: sink − wanda at t=0.5 is −0.5 nats in every window, so the
+    # CI is the point; at t=0.15 the sums differ by (+1, 0, −1, −2) over 20 tokens = −0.10
+    assert (r["ce_t0.5"], r["ce_t0.5_lo"], r["ce_t0.5_hi"], r["ce_t0.5_sig"]) == (
+        "-0.500",
+        "-0.500",
+        "-0.500",
+        "True",
+    )
+    assert r["ce_t0.15"] == "-0.100" and r["ce_t0.15_sig"] == "False"
+    # bits: −1 nat per window over 8 tokens = −0.125 / ln 2 = −0.180 bits
+    assert r["bits_per_token"] == "-0.180" and r["bits_per_token_sig"] == "True"
+    # arc: +230 items of 10 000 = +2.30 points
+    assert r["arc_challenge"] == "2.30" and r["piqa"] == "" and r["avg"] == ""
+    md = (out / "m" / "unstructured_delta.md").read_text()
+    assert "-0.500 [-0.500, -0.500]*" in md
+
+
+def test_claims(built):
+    out, _ = built
+    claims = (out.parent / "claims.md").read_text()
+    lines = claims.splitlines()
+    row = next(x for x in lines if "Wanda-sp | ratio 0.3 | accuracy, average" in x)
+    assert row.endswith("| reproduced |")
+    row = next(x for x in lines if "| 50% | held-out CE t=0.5 " in x)
+    assert "-0.500 | [-0.500, -0.500] | reproduced" in row
+    row = next(x for x in lines if "| 50% | held-out CE t=0.15 " in x)
+    assert row.endswith("| not resolved |")
+    row = next(x for x in lines if "| 50% | accuracy, average" in x)
+    assert row.endswith("| missing |")  # sink has no piqa result
+    assert report.verdict(-1.0, -2.0, -0.5, higher_is_better=True) == "contradicted"
 
 
 def test_published_values_join(built):
@@ -204,12 +300,16 @@ def test_heldout_table(built):
         "sparsity",
         "method",
         "ce_t0.15",
+        "ce_t0.15_stderr",
         "ce_t0.5",
+        "ce_t0.5_stderr",
         "bits_per_token",
+        "bits_per_token_stderr",
     ]
     by = {r["method"]: r for r in rows}
-    assert by["dense"]["ce_t0.15"] == "2.00" and by["wanda"]["bits_per_token"] == "5.00"
-    assert by["sink"]["ce_t0.5"] == ""  # no heldout.json for this variant
+    # wanda bits: 120 / 32 / ln 2 = 5.410
+    assert by["dense"]["ce_t0.15"] == "0.500" and by["wanda"]["bits_per_token"] == "5.410"
+    assert by["sink_sp"]["ce_t0.5"] == ""  # no heldout.json for this variant
     md = (out / "m" / "heldout.md").read_text()
     assert "| CE t=0.15 | CE t=0.5 | bits/token |" in md
 
@@ -240,8 +340,8 @@ def test_latex_structurally_valid(built):
     for tex in sorted(out.glob("*/*.tex")):
         _check_latex(tex.read_text())
     tex = (out / "m" / "unstructured.tex").read_text()
-    assert "50\\%" in tex and "\\textbf{41.38}" in tex and "$\\Delta$ Avg" in tex
-    assert "-- \\\\" in tex  # missing cells
+    assert "50\\%" in tex and "\\textbf{41.38 $\\pm$ 1.00}" in tex and "$\\Delta$ Avg" in tex
+    assert "-- & " in tex  # missing cells
 
 
 def test_latex_escape():
@@ -273,3 +373,52 @@ def test_figures(tmp_path):
     for p in files:
         head = p.read_bytes()[:8]
         assert head.startswith(b"\x89PNG") if p.suffix == ".png" else head.startswith(b"%PDF")
+
+
+def test_same_results_give_the_same_bytes(tmp_path):
+    """Tables, claims and figures (PNG and PDF: no creation date) are byte-reproducible."""
+    results = write_fixture(tmp_path)
+    files = report.find_eval_files(results)
+    out = []
+    for name in ("a", "b"):
+        root = tmp_path / name
+        written = report.build_tables(
+            files, root / "t", MODELS, EVALUATION, PRUNING, claims_path=root / "claims.md"
+        )
+        written += report.build_figures(files, root / "f", MODELS, EVALUATION, PRUNING)
+        out.append({str(p.relative_to(root)): p.read_bytes() for p in written})
+    assert out[0].keys() == out[1].keys() and len(out[0]) > 10
+    assert [k for k in out[0] if out[0][k] != out[1][k]] == []
+    # the builds may fall in the same second: check that no date is written at all
+    pdfs = [v for k, v in out[0].items() if k.endswith(".pdf")]
+    assert pdfs and not any(b"CreationDate" in v or b"ModDate" in v for v in pdfs)
+
+
+def test_causal_heldout_is_read_per_window(tmp_path):
+    path = tmp_path / "heldout.json"
+    sums = [31.0, 62.0]  # seqlen 32: 31 predicted tokens per window -> CE 1.0 and 2.0
+    payload = {
+        "seqlen": 32, "windows": [0, 4], "masked": [], "elbo": None,
+        "next_token": {"ce_nats": 1.5, "ce_nats_stderr": 0.5, "ce_sum_per_window": sums},
+        "bits_per_token": 1.5 / math.log(2),
+    }  # fmt: skip
+    path.write_text(json.dumps(payload))
+    h = report.read_heldout(path)
+    assert h.values == {"ce_next_token": 1.5, "bits_per_token": pytest.approx(2.164, abs=1e-3)}
+    assert h.windows["ce_next_token"] == ({0: 1.0, 4: 2.0}, None)
+    assert h.windows["bits_per_token"][0][4] == pytest.approx(2.0 / math.log(2))
+    old = {k: v for k, v in payload.items() if k != "windows"}
+    path.write_text(json.dumps(old))
+    with pytest.raises(report.ReportError, match="per-window"):
+        report.read_heldout(path)
+
+
+def test_task_file_without_items_names_the_fix(tmp_path):
+    path = tmp_path / "piqa.json"
+    path.write_text(json.dumps({"results": {"piqa": {"acc,none": 0.5}}}))
+    with pytest.raises(report.ReportError, match="forcerun evaluate"):
+        report.read_task_result(path, "piqa", "acc")
+    items = {"metric": "acc_norm,none", "ids": ["piqa/0"], "values": [1.0]}
+    path.write_text(json.dumps({"results": {"piqa": {"acc,none": 0.5}}, "items": items}))
+    with pytest.raises(report.ReportError, match=r"evaluation\.tasks\.piqa\.metric"):
+        report.read_task_result(path, "piqa", "acc")

@@ -59,14 +59,20 @@ def test_micro_workflow_produces_tables(micro_run: Path):
         )
         assert report["method"] == variant.split("_unstructured")[0]
         out = json.loads(
-            (res / "tiny-dlm" / "eval" / variant / "shakespeare_next_line.json").read_text()
+            (res / "tiny-dlm" / "eval" / variant / "shakespeare_shuffle.json").read_text()
         )
-        assert "shakespeare_next_line" in out["results"]
+        assert "shakespeare_shuffle" in out["results"]
+        assert len(out["items"]["ids"]) == 10  # per-item record for paired CIs
     tables = sorted(p.name for p in (res / "tables").rglob("*") if p.is_file())
     assert any(name.endswith(".md") for name in tables)
     assert any(name.endswith(".tex") for name in tables)
     for csv in (res / "tables").rglob("*.csv"):
         pd.read_csv(csv)
+    delta = pd.read_csv(res / "tables" / "pruning" / "tiny-dlm" / "unstructured_delta.csv")
+    assert {"shakespeare_shuffle_lo", "shakespeare_shuffle_sig", "avg_hi"} <= set(delta.columns)
+    main = pd.read_csv(res / "tables" / "pruning" / "tiny-dlm" / "unstructured.csv")
+    assert {"shakespeare_shuffle_stderr", "ce_t0.5", "bits_per_token"} <= set(main.columns)
+    assert "Sink-aware Wanda vs Wanda" in (res / "tables" / "claims.md").read_text()
 
 
 @pytest.mark.slow

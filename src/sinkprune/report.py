@@ -1,18 +1,25 @@
-"""Paper tables and figures from the evaluation results on disk (rules `tables`, `figures`).
+"""Paper tables, figures and the claims summary from the evaluation results (rules `tables`,
+`figures`).
 
-Pure functions of the files they are given: `results/{model}/eval/{variant}/{task}.json` (lm-eval results JSON, the
-score is `results[task][metric]` with the metric of `evaluation.tasks.<task>.metric`, ",none"
-appended when it names no filter), `results/{model}/eval/{variant}/heldout.json` (masked-token CE
-per t, sinkprune.evaluation.heldout) and the published numbers (`resources/paper_results.csv`).
-Nothing is loaded from a model and no value is ever filled in: a missing result is shown as "—"
-(empty in CSV).
+Pure functions of the files they are given: `results/{model}/eval/{variant}/{task}.json` (lm-eval
+results JSON: the score is `results[task][metric]` with the metric of
+`evaluation.tasks.<task>.metric`, ",none" appended when it names no filter; its stderr; the
+per-item values `items`, sinkprune.evaluation.run), `results/{model}/eval/{variant}/heldout.json`
+(masked-token CE per t and ELBO bits per token, with per-window values,
+sinkprune.evaluation.heldout) and the published numbers (`resources/paper_results.csv`). Nothing
+is loaded from a model and no value is ever filled in: a missing result is shown as "—" (empty in
+CSV).
 
 Per model and pruning kind (unstructured, N:M, structured) a table in Markdown, CSV and LaTeX
 (booktabs): rows dense, then one block per sparsity with one row per method; columns the tasks
-(percent, 2 decimals), their mean (Avg, only when every task is present) and, for sink-aware rows,
-Avg minus the baseline's Avg in the same block (Δ Avg). The best value of each column in a block is
-bold. Where the paper publishes numbers for the model (`models.<m>.paper_name`), a second table
-puts ours beside the published ones. A held-out table lists CE per t and ELBO bits per token.
+(percent ± stderr), their mean (Avg, only when every task is present), for sink-aware rows Avg
+minus the baseline's Avg in the same block (Δ Avg, with its paired 95% CI in the CSV and a mark
+when the CI excludes 0), and the held-out CE per t and ELBO bits per token (± stderr over
+windows). The best value of each column in a block is bold. `{kind}_delta` gives every
+sink-aware − baseline difference with its paired CI (sinkprune.statistics: bootstrap over the
+same items or windows). Where the paper publishes numbers for the model
+(`models.<m>.paper_name`), a third table puts ours beside them. `claims.md` states, for each
+comparison the results can test, whether the paper's claim is reproduced.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from sinkprune.config import Variant, variants
+from sinkprune.statistics import LEVEL, SIGNIFICANT_MARK, PairedDelta, paired_delta_groups
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,15 @@ TASK_LABELS = {
     "truthfulqa_mc2": "TruthfulQA",
     "race": "RACE",
     "avg8": "Avg (8)",
+    "shakespeare_shuffle": "Shuffle",
+    "shakespeare_reverse": "Reverse",
+    "shakespeare_swap": "Swap",
+    "shakespeare_adjacent_swap": "Adjacent swap",
+    "shakespeare_substitute": "Substitute",
+    "shakespeare_line_ending": "Line ending",
+    "shakespeare_next_line": "Next line",
+    "shakespeare_last_word": "Last word",
+    "shakespeare_complete_line": "Complete line",
 }
 #: the published "Avg" is over these 8 benchmarks (method.md §7)
 AVG8_TASKS = [
@@ -84,6 +102,15 @@ KINDS = {
     "structured": (("structured",), "Structured pruning"),
 }
 KEY_COLS = ["sparsity_type", "sparsity", "method"]
+#: companion columns of a value column c: f"{c}{suffix}"
+STDERR, LO, HI, SIG = "_stderr", "_lo", "_hi", "_sig"
+COMPANIONS = (STDERR, LO, HI, SIG)
+NOTE = (
+    f"± is the standard error. Δ = sink-aware − baseline at the same sparsity, "
+    f"[{LEVEL:.0%} CI] paired over the same items (tasks, percentage points) or windows "
+    f"(held-out CE, nats; bits per token) by bootstrap; {SIGNIFICANT_MARK} marks a CI that "
+    f"excludes 0. Lower is better for CE and bits."
+)
 
 
 class ReportError(ValueError):
@@ -96,8 +123,17 @@ def metric_key(metric: str) -> str:
     return metric if "," in metric else f"{metric},none"
 
 
-def read_task_score(path: str | Path, task: str, metric: str) -> float | None:
-    """Score of `task` in the lm-eval JSON at `path`, in percent; None if the file is missing."""
+@dataclass(frozen=True)
+class TaskResult:
+    """One task of one variant: score and stderr in percent, per-item values (fractions)."""
+
+    score: float
+    stderr: float
+    items: dict[str, float]
+
+
+def read_task_result(path: str | Path, task: str, metric: str) -> TaskResult | None:
+    """The task's score, stderr and per-item values in the JSON at `path`; None if missing."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -112,29 +148,92 @@ def read_task_score(path: str | Path, task: str, metric: str) -> float | None:
             f"{path}: no metric {key!r} for task {task!r}; evaluation.tasks.{task}.metric is "
             f"{metric!r}, the file has {keys}"
         )
-    return 100.0 * float(results[task][key])
+    items = data.get("items")
+    if items is None:
+        raise ReportError(
+            f"{path}: no per-item results (`items`), needed for paired CIs; the file was "
+            "written by an older sinkprune: rerun it (snakemake --forcerun evaluate)"
+        )
+    if items.get("metric") != key:
+        raise ReportError(
+            f"{path}: per-item results are for {items.get('metric')!r}, not {key!r} "
+            f"(evaluation.tasks.{task}.metric changed since the run: rerun evaluate)"
+        )
+    stderr = _number(results[task].get(key.replace(",", "_stderr,", 1)))
+    values = dict(zip(items["ids"], map(float, items["values"]), strict=True))
+    return TaskResult(100.0 * float(results[task][key]), 100.0 * stderr, values)
 
 
-def read_heldout(path: str | Path) -> dict[str, float] | None:
-    """{'ce_t0.15': nats, ..., 'bits_per_token': bits} from a heldout.json; None if missing.
-
-    Reads the keys written by sinkprune.evaluation.heldout: `masked` (list of {t, ce_nats, ...})
-    for a diffusion LM, `next_token` ({ce_nats, ...}) for a causal one, and `bits_per_token`.
-    """
+def read_task_score(path: str | Path, task: str, metric: str) -> float | None:
+    """Score of `task` in the lm-eval JSON at `path`, in percent; None if the file is missing."""
     path = Path(path)
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    out: dict[str, float] = {}
+    results = data.get("results", {})
+    key = metric_key(metric)
+    if task not in results or key not in results[task]:
+        raise ReportError(f"{path}: no results[{task!r}][{key!r}]")
+    return 100.0 * float(results[task][key])
+
+
+def _number(x) -> float:
+    """lm-eval's stderr as a float; NaN where it has none ('N/A')."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+@dataclass(frozen=True)
+class Heldout:
+    """Held-out columns of one variant: value, stderr and per-window values (with weights)."""
+
+    values: dict[str, float]
+    stderr: dict[str, float] = field(default_factory=dict)
+    windows: dict[str, tuple[dict, dict | None]] = field(default_factory=dict)
+
+
+def read_heldout(path: str | Path) -> Heldout | None:
+    """Columns 'ce_t{t}' (nats), 'ce_next_token' (causal models) and 'bits_per_token' of a
+    heldout.json; None if missing. Per-window values: CE sums over masked counts (weighted by
+    the counts), ELBO nats per window over seqlen·ln 2."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    ids = data.get("windows")
+    if ids is None:
+        raise ReportError(
+            f"{path}: no per-window results (`windows`), needed for paired CIs; the file was "
+            "written by an older sinkprune: rerun it (snakemake --forcerun evaluate)"
+        )
+    values, stderr, windows = {}, {}, {}
     for row in data.get("masked") or []:
-        out[f"ce_t{float(row['t']):g}"] = float(row["ce_nats"])
+        col = f"ce_t{float(row['t']):g}"
+        values[col], stderr[col] = float(row["ce_nats"]), float(row["ce_nats_stderr"])
+        n = dict(zip(ids, row["n_masked_per_window"], strict=True))
+        sums = dict(zip(ids, row["ce_sum_per_window"], strict=True))
+        windows[col] = ({w: sums[w] / n[w] for w in ids}, n)
+    seqlen = int(data["seqlen"])
     if data.get("next_token"):
-        out["ce_next_token"] = float(data["next_token"]["ce_nats"])
+        nt = data["next_token"]
+        values["ce_next_token"] = float(nt["ce_nats"])
+        stderr["ce_next_token"] = float(nt["ce_nats_stderr"])
+        per = {w: s / (seqlen - 1) for w, s in zip(ids, nt["ce_sum_per_window"], strict=True)}
+        windows["ce_next_token"] = (per, None)
+        windows["bits_per_token"] = ({w: v / math.log(2) for w, v in per.items()}, None)
+        stderr["bits_per_token"] = stderr["ce_next_token"] / math.log(2)
+    if data.get("elbo"):
+        nats = data["elbo"]["nats_per_window"]
+        bits = {w: x / seqlen / math.log(2) for w, x in zip(ids, nats, strict=True)}
+        windows["bits_per_token"] = (bits, None)
+        stderr["bits_per_token"] = float(data["elbo"]["bits_per_token_stderr"])
     if data.get("bits_per_token") is not None:
-        out["bits_per_token"] = float(data["bits_per_token"])
-    if not out:
+        values["bits_per_token"] = float(data["bits_per_token"])
+    if not values:
         raise ReportError(f"{path}: none of the keys masked, next_token, bits_per_token")
-    return out
+    return Heldout(values, stderr, windows)
 
 
 EvalIndex = Mapping[tuple[str, str, str], Path]
@@ -160,22 +259,84 @@ def eval_path(files: EvalIndex, model: str, variant: str, name: str) -> Path:
     return files.get((model, variant, name), Path("/nonexistent") / model / variant / name)
 
 
-def collect_scores(
+@dataclass
+class ModelResults:
+    """Everything the tables need of one model: per variant name, its task results and held-out
+    columns (None where missing)."""
+
+    tasks: list[str]
+    task: dict[str, dict[str, TaskResult | None]]
+    heldout: dict[str, Heldout | None]
+
+    @property
+    def heldout_cols(self) -> list[str]:
+        cols: list[str] = []
+        for h in self.heldout.values():
+            cols += [c for c in (h.values if h else {}) if c not in cols]
+        return sorted(cols, key=lambda c: c == "bits_per_token")  # stable: t order, bits last
+
+
+def load_results(
     files: EvalIndex, model: str, vs: Sequence[Variant], tasks: Mapping[str, Mapping]
-) -> pd.DataFrame:
-    """Long table (sparsity_type, sparsity, method, task, value) of every variant × task; value is
-    NaN where the result file is missing."""
-    rows = []
-    for v in vs:
-        for task, tcfg in tasks.items():
-            path = eval_path(files, model, v.name, f"{task}.json")
-            value = read_task_score(path, task, tcfg.get("metric", "acc"))
-            rows.append({**_key(v), "task": task, "value": math.nan if value is None else value})
-    return pd.DataFrame(rows, columns=[*KEY_COLS, "task", "value"])
+) -> ModelResults:
+    task = {
+        v.name: {
+            t: read_task_result(
+                eval_path(files, model, v.name, f"{t}.json"), t, tcfg.get("metric", "acc")
+            )
+            for t, tcfg in tasks.items()
+        }
+        for v in vs
+    }
+    held = {v.name: read_heldout(eval_path(files, model, v.name, "heldout.json")) for v in vs}
+    return ModelResults(list(tasks), task, held)
 
 
 def _key(v: Variant) -> dict:
     return {"sparsity_type": v.sparsity_type, "sparsity": float(v.sparsity), "method": v.method}
+
+
+# ---------------------------------------------------------------- comparing ---
+def compare(res: ModelResults, a: str, b: str, col: str) -> PairedDelta | None:
+    """Variant b − variant a on column `col` (a task or 'avg' in points, a held-out column in
+    its unit), paired over the same items or windows; None where a result is missing."""
+    if col in res.tasks or col == "avg":
+        names = res.tasks if col == "avg" else [col]
+        ra, rb = res.task[a], res.task[b]
+        if any(ra[t] is None or rb[t] is None for t in names):
+            return None
+        groups = [(ra[t].items, rb[t].items, None) for t in names]
+        return paired_delta_groups(groups).scaled(100.0)
+    ha, hb = res.heldout[a], res.heldout[b]
+    if ha is None or hb is None or col not in ha.windows or col not in hb.windows:
+        return None
+    (va, wa), (vb, wb) = ha.windows[col], hb.windows[col]
+    if wa != wb:
+        raise ReportError(
+            f"held-out {col}: variants {a} and {b} were scored on different masks "
+            "(per-window masked counts differ); rerun both with the same evaluation.heldout"
+        )
+    return paired_delta_groups([(va, vb, wa)])
+
+
+def baseline_variant(v: Variant, vs: Sequence[Variant]) -> Variant | None:
+    """The baseline of a sink-aware variant at the same sparsity, if it is in `vs`."""
+    base = BASELINE_OF.get(v.method)
+    return next(
+        (
+            u
+            for u in vs
+            if u.method == base and u.sparsity_type == v.sparsity_type and u.sparsity == v.sparsity
+        ),
+        None,
+    )
+
+
+def _put(row: dict, col: str, d: PairedDelta | None) -> None:
+    row[col] = math.nan if d is None else d.delta
+    row[col + LO] = math.nan if d is None else d.lo
+    row[col + HI] = math.nan if d is None else d.hi
+    row[col + SIG] = None if d is None else d.significant
 
 
 # ------------------------------------------------------------------- tables ---
@@ -187,60 +348,56 @@ def ordered_variants(vs: Sequence[Variant], types: Sequence[str]) -> list[Varian
     return [v for v in vs if v.method == "dense"] + picked
 
 
-def pruning_table(
-    scores: pd.DataFrame, vs: Sequence[Variant], tasks: Sequence[str]
-) -> pd.DataFrame:
-    """Wide table: one row per variant of `vs` (in order), columns tasks, avg, delta_avg."""
-    wide = scores.pivot_table(index=KEY_COLS, columns="task", values="value", dropna=False)
+def pruning_table(res: ModelResults, vs: Sequence[Variant], heldout: bool = True) -> pd.DataFrame:
+    """Wide table, one row per variant of `vs` (in order): per task the score and stderr, Avg
+    (NaN if any task is missing) with its stderr, Δ Avg against the baseline with its paired CI,
+    then (`heldout`) the held-out columns with their stderr."""
+    held_cols = res.heldout_cols if heldout else []
     rows = []
     for v in vs:
-        k = (v.sparsity_type, float(v.sparsity), v.method)
-        vals = {t: _lookup(wide, k, t) for t in tasks}
-        avg = sum(vals.values()) / len(vals) if vals else math.nan  # NaN if any task is missing
-        rows.append({**_key(v), **vals, "avg": avg})
-    df = pd.DataFrame(rows, columns=[*KEY_COLS, *tasks, "avg"])
-    df["delta_avg"] = [_delta(df, i, "avg") for i in range(len(df))]
-    return df
+        row = _key(v)
+        scores = res.task[v.name]
+        for t in res.tasks:
+            r = scores[t]
+            row[t], row[t + STDERR] = (r.score, r.stderr) if r else (math.nan, math.nan)
+        present = [scores[t] for t in res.tasks if scores[t] is not None]
+        full = bool(present) and len(present) == len(res.tasks)
+        row["avg"] = sum(r.score for r in present) / len(present) if full else math.nan
+        row["avg" + STDERR] = (
+            math.sqrt(sum(r.stderr**2 for r in present)) / len(present) if full else math.nan
+        )
+        base = baseline_variant(v, vs)
+        _put(row, "delta_avg", compare(res, base.name, v.name, "avg") if base else None)
+        h = res.heldout[v.name]
+        for c in held_cols:
+            row[c] = h.values.get(c, math.nan) if h else math.nan
+            row[c + STDERR] = h.stderr.get(c, math.nan) if h else math.nan
+        rows.append(row)
+    cols = [*KEY_COLS]
+    for c in res.tasks + ["avg"]:
+        cols += [c, c + STDERR]
+    cols += ["delta_avg", *(f"delta_avg{s}" for s in (LO, HI, SIG))]
+    for c in held_cols:
+        cols += [c, c + STDERR]
+    return pd.DataFrame(rows, columns=cols)
 
 
-def _lookup(wide: pd.DataFrame, key: tuple, task: str) -> float:
-    try:
-        return float(wide.loc[key, task])
-    except KeyError:
-        return math.nan
-
-
-def _delta(df: pd.DataFrame, i: int, col: str) -> float:
-    """df[col] of row i minus that of its baseline in the same block; NaN if not sink-aware."""
-    row = df.iloc[i]
-    base = BASELINE_OF.get(row["method"])
-    if base is None:
-        return math.nan
-    match = df[
-        (df["method"] == base)
-        & (df["sparsity_type"] == row["sparsity_type"])
-        & (df["sparsity"] == row["sparsity"])
-    ]
-    if match.empty:
-        return math.nan
-    return float(row[col]) - float(match.iloc[0][col])
-
-
-def delta_table(table: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
-    """Sink-aware rows only: each of `cols` minus the baseline's value in the same block."""
+def delta_table(res: ModelResults, vs: Sequence[Variant], cols: Sequence[str]) -> pd.DataFrame:
+    """Sink-aware rows whose baseline is in `vs`: each of `cols` minus the baseline's value,
+    with the paired CI (`{col}_lo`, `{col}_hi`) and whether it excludes 0 (`{col}_sig`)."""
     rows = []
-    for i in range(len(table)):
-        row = table.iloc[i]
-        base = BASELINE_OF.get(row["method"])
-        if base is not None and (table["method"] == base).any():  # baseline in the grid
-            rows.append(
-                {
-                    **{k: row[k] for k in KEY_COLS},
-                    "baseline": BASELINE_OF[row["method"]],
-                    **{c: _delta(table, i, c) for c in cols},
-                }
-            )
-    return pd.DataFrame(rows, columns=[*KEY_COLS, "baseline", *cols])
+    for v in vs:
+        base = baseline_variant(v, vs)
+        if base is None:
+            continue
+        row = {**_key(v), "baseline": base.method}
+        for c in cols:
+            _put(row, c, compare(res, base.name, v.name, c))
+        rows.append(row)
+    out_cols = [*KEY_COLS, "baseline"]
+    for c in cols:
+        out_cols += [c, c + LO, c + HI, c + SIG]
+    return pd.DataFrame(rows, columns=out_cols)
 
 
 def paper_table(
@@ -281,15 +438,18 @@ def paper_table(
     return pd.DataFrame(rows, columns=[*KEY_COLS, "task", "ours", "paper", "diff"])
 
 
-def heldout_table(files: EvalIndex, model: str, vs: Sequence[Variant]) -> pd.DataFrame:
-    """One row per variant: CE per t (nats) and bits per token from heldout.json; NaN if missing."""
-    rows, cols = [], []
+def heldout_table(res: ModelResults, vs: Sequence[Variant]) -> pd.DataFrame:
+    """One row per variant: held-out columns with stderr (NaN where heldout.json is missing)."""
+    rows = []
     for v in vs:
-        vals = read_heldout(eval_path(files, model, v.name, "heldout.json")) or {}
-        cols += [c for c in vals if c not in cols]
-        rows.append({**_key(v), **vals})
-    cols.sort(key=lambda c: c == "bits_per_token")  # stable: t_grid order, bits last
-    return pd.DataFrame(rows, columns=[*KEY_COLS, *cols])
+        h = res.heldout[v.name]
+        row = _key(v)
+        for c in res.heldout_cols:
+            row[c] = h.values.get(c, math.nan) if h else math.nan
+            row[c + STDERR] = h.stderr.get(c, math.nan) if h else math.nan
+        rows.append(row)
+    cols = [*KEY_COLS] + [x for c in res.heldout_cols for x in (c, c + STDERR)]
+    return pd.DataFrame(rows, columns=cols)
 
 
 # ---------------------------------------------------------------- rendering ---
@@ -302,6 +462,12 @@ def setting_label(sparsity_type: str, sparsity: float) -> str:
     if sparsity_type == "unstructured":
         return f"{100 * sparsity:g}%"
     return sparsity_type
+
+
+def lower_is_better(col: str) -> bool:
+    """Held-out CE and bits per token: lower is better."""
+    base = col.removeprefix("delta_")
+    return base.startswith("ce_") or base == "bits_per_token"
 
 
 def column_label(col: str) -> str:
@@ -324,17 +490,40 @@ def column_label(col: str) -> str:
     }.get(col, col)
 
 
-def _fmt(x, signed: bool = False) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+def _isnan(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def decimals(col: str) -> int:
+    """Shown decimals: 3 for held-out nats and bits (differences of a few hundredths matter),
+    2 for percentages."""
+    return 3 if lower_is_better(col.removesuffix(STDERR).removesuffix(LO).removesuffix(HI)) else 2
+
+
+def _fmt(x, signed: bool = False, digits: int = 2) -> str:
+    if _isnan(x):
         return MISSING
     if isinstance(x, str):
         return TASK_LABELS.get(x, METHOD_LABELS.get(x, x))
-    return f"{x:+.2f}" if signed else f"{x:.2f}"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
-def _best_mask(
-    df: pd.DataFrame, cols: Sequence[str], lower_is_better: bool
-) -> set[tuple[int, str]]:
+def _cell(r: pd.Series, c: str, signed: bool) -> tuple[str, bool]:
+    """The text of value column `c` of row `r` with its companions (± stderr, [CI], mark) and
+    whether a significance mark belongs to it."""
+    k = decimals(c)
+    text = _fmt(r[c], signed=signed, digits=k)
+    if text == MISSING:
+        return text, False
+    if c + STDERR in r.index and not _isnan(r[c + STDERR]):
+        text += f" ± {r[c + STDERR]:.{k}f}"
+    if c + LO in r.index and not _isnan(r[c + LO]):
+        text += f" [{r[c + LO]:+.{k}f}, {r[c + HI]:+.{k}f}]"
+    sig = r[c + SIG] if c + SIG in r.index else None
+    return text, not _isnan(sig) and bool(sig)
+
+
+def _best_mask(df: pd.DataFrame, cols: Sequence[str]) -> set[tuple[int, str]]:
     """(row, col) of the best value of each column within each block of (type, sparsity)."""
     best = set()
     blocks = df.groupby(["sparsity_type", "sparsity"], sort=False).groups
@@ -342,21 +531,24 @@ def _best_mask(
         if len(idx) < 2:
             continue
         for c in cols:
-            vals = df.loc[idx, c].astype(float).round(2)  # compare what is shown
+            vals = df.loc[idx, c].astype(float).round(decimals(c))  # compare what is shown
             if vals.notna().sum() < 2:
                 continue
-            target = vals.min() if lower_is_better else vals.max()
+            target = vals.min() if lower_is_better(c) else vals.max()
             best |= {(i, c) for i in idx if vals[i] == target}
     return best
 
 
 def _cells(
-    df: pd.DataFrame, value_cols: Sequence[str], bold_cols: Sequence[str], lower_is_better: bool
-) -> tuple[list[str], list[list[tuple[str, bool]]], list[int]]:
-    """Header, rows of (text, bold) and the row indices that start a new block."""
-    extra = [c for c in df.columns if c not in KEY_COLS and c not in value_cols]
+    df: pd.DataFrame, value_cols: Sequence[str], bold_cols: Sequence[str], signed_cols: set[str]
+) -> tuple[list[str], list[list[tuple[str, bool, bool]]], list[int]]:
+    """Header, rows of (text, bold, significant) and the row indices that start a new block."""
+    companions = {c + s for c in value_cols for s in COMPANIONS}
+    extra = [
+        c for c in df.columns if c not in KEY_COLS and c not in value_cols and c not in companions
+    ]
     header = ["Sparsity", "Method"] + [column_label(c) for c in extra + list(value_cols)]
-    best = _best_mask(df, bold_cols, lower_is_better)
+    best = _best_mask(df, bold_cols)
     rows, starts, prev = [], [], None
     for i in range(len(df)):
         r = df.iloc[i]
@@ -364,15 +556,14 @@ def _cells(
         if block != prev:
             starts.append(i)
             prev = block
-        cells = [(setting_label(r["sparsity_type"], float(r["sparsity"])), False)]
-        cells.append((METHOD_LABELS.get(r["method"], r["method"]), False))
-        cells += [(_fmt(r[c]), False) for c in extra]
+        cells = [(setting_label(r["sparsity_type"], float(r["sparsity"])), False, False)]
+        cells.append((METHOD_LABELS.get(r["method"], r["method"]), False, False))
+        cells += [(_fmt(r[c]), False, False) for c in extra]
         for c in value_cols:
-            signed = c in {"delta_avg", "diff"} or c.startswith("delta")
-            text = _fmt(r[c], signed=signed)
+            text, sig = _cell(r, c, signed=c in signed_cols)
             if c == "delta_avg" and r["method"] not in BASELINE_OF:
-                text = ""
-            cells.append((text, (df.index[i], c) in best))
+                text, sig = "", False
+            cells.append((text, (df.index[i], c) in best, sig))
         rows.append(cells)
     return header, rows, starts
 
@@ -382,16 +573,23 @@ def to_markdown(
     title: str,
     value_cols: Sequence[str],
     bold_cols: Sequence[str] = (),
-    lower_is_better: bool = False,
+    signed_cols: Sequence[str] = (),
+    note: str = "",
 ) -> str:
-    """GitHub Markdown table with a `### title` line; best per block in bold, missing as —."""
-    header, rows, _ = _cells(df, value_cols, bold_cols, lower_is_better)
+    """GitHub Markdown table with a `### title` line; best per block in bold, missing as —,
+    significance marks after the cell, `note` below the table."""
+    header, rows, _ = _cells(df, value_cols, bold_cols, set(signed_cols))
     n_left = len(header) - len(value_cols)
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |"]
     lines.append("|" + "|".join([":---"] * n_left + ["---:"] * len(value_cols)) + "|")
     for cells in rows:
-        texts = [f"**{t}**" if b and t not in ("", MISSING) else t for t, b in cells]
+        texts = [
+            (f"**{t}**" if b and t not in ("", MISSING) else t) + (SIGNIFICANT_MARK if s else "")
+            for t, b, s in cells
+        ]
         lines.append("| " + " | ".join(texts) + " |")
+    if note:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
@@ -410,9 +608,9 @@ LATEX_ESCAPES = {
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters; — becomes --, Δ becomes $\\Delta$."""
+    """Escape LaTeX's special characters; — becomes --, Δ becomes $\\Delta$, ± $\\pm$."""
     out = "".join(LATEX_ESCAPES.get(ch, ch) for ch in str(text))
-    return out.replace(MISSING, "--").replace("Δ", r"$\Delta$")
+    return out.replace(MISSING, "--").replace("Δ", r"$\Delta$").replace("±", r"$\pm$")
 
 
 def to_latex(
@@ -420,18 +618,21 @@ def to_latex(
     title: str,
     value_cols: Sequence[str],
     bold_cols: Sequence[str] = (),
-    lower_is_better: bool = False,
+    signed_cols: Sequence[str] = (),
     label: str = "",
+    note: str = "",
 ) -> str:
-    """A booktabs `table` environment; \\midrule between sparsity blocks, best per block bold."""
-    header, rows, starts = _cells(df, value_cols, bold_cols, lower_is_better)
+    """A booktabs `table` environment; \\midrule between sparsity blocks, best per block bold,
+    significance as a superscript mark, `note` appended to the caption."""
+    header, rows, starts = _cells(df, value_cols, bold_cols, set(signed_cols))
     n_left = len(header) - len(value_cols)
     spec = "l" * n_left + "r" * len(value_cols)
+    caption = latex_escape(title + (". " + note if note else ""))
     lines = [
         "% generated by sinkprune.report; requires \\usepackage{booktabs}",
         "\\begin{table}[t]",
         "\\centering",
-        f"\\caption{{{latex_escape(title)}}}",
+        f"\\caption{{{caption}}}",
     ]
     if label:
         lines.append(f"\\label{{{re.sub(r'[^A-Za-z0-9:.-]', '-', label)}}}")
@@ -443,10 +644,11 @@ def to_latex(
     for i, cells in enumerate(rows):
         if i in starts:
             lines.append("\\midrule")
-        texts = [
-            f"\\textbf{{{latex_escape(t)}}}" if b and t not in ("", MISSING) else latex_escape(t)
-            for t, b in cells
-        ]
+        texts = []
+        for t, b, s in cells:
+            x = latex_escape(t)
+            x = f"\\textbf{{{x}}}" if b and t not in ("", MISSING) else x
+            texts.append(x + (f"$^{{{SIGNIFICANT_MARK}}}$" if s else ""))
         lines.append(" & ".join(texts) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(lines) + "\n"
@@ -458,15 +660,22 @@ def write_table(
     title: str,
     value_cols: Sequence[str],
     bold_cols: Sequence[str] = (),
-    lower_is_better: bool = False,
+    signed_cols: Sequence[str] = (),
+    note: str = "",
 ) -> list[Path]:
-    """Write `stem`.md, .csv (numbers with 2 decimals, missing empty) and .tex."""
+    """Write `stem`.md, .csv (numbers with the shown decimals, missing empty, every companion
+    column) and .tex."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.parent / f"{stem.name}{s}" for s in (".md", ".csv", ".tex")]
-    paths[0].write_text(to_markdown(df, title, value_cols, bold_cols, lower_is_better))
-    df.to_csv(paths[1], index=False, float_format="%.2f", na_rep="")
+    paths[0].write_text(to_markdown(df, title, value_cols, bold_cols, signed_cols, note))
+    csv = df.copy()
+    for c in csv.columns:
+        if pd.api.types.is_float_dtype(csv[c]):
+            k = decimals(c)
+            csv[c] = [("" if math.isnan(x) else f"{x:.{k}f}") for x in csv[c]]
+    csv.to_csv(paths[1], index=False)
     label = f"tab:{stem.parent.name}:{stem.name}"
-    paths[2].write_text(to_latex(df, title, value_cols, bold_cols, lower_is_better, label))
+    paths[2].write_text(to_latex(df, title, value_cols, bold_cols, signed_cols, label, note))
     return paths
 
 
@@ -490,40 +699,49 @@ def build_tables(
     published_csv: str | Path | None = None,
     calibration: Mapping | None = None,
     diffusion: Mapping | None = None,
+    claims_path: str | Path | None = None,
 ) -> list[Path]:
-    """All tables of every model of `evaluation.models` into `out_dir`; returns the files.
-    `eval_files`: the result files (task JSONs, heldout.json), as paths or an index."""
+    """All tables of every model of `evaluation.models` into `out_dir` (and `claims_path`, the
+    claims summary, when given); returns the files. `eval_files`: the result files (task JSONs,
+    heldout.json), as paths or an index."""
     files = eval_files if isinstance(eval_files, Mapping) else index_eval_files(eval_files)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = dict(evaluation["tasks"])
     published = _read_published(published_csv)
     written: list[Path] = []
+    claims: dict[str, pd.DataFrame] = {}
     for model in evaluation.get("models", []):
         vs = variants({"pruning": pruning}, model)
-        scores = collect_scores(files, model, vs, tasks)
+        res = load_results(files, model, vs, tasks)
         settings = settings_line(model, models[model], calibration or {}, diffusion or {})
         paper_name = models[model].get("paper_name")
+        held = res.heldout_cols
+        model_deltas = []
         for kind, (types, title) in KINDS.items():
             kvs = ordered_variants(vs, types)
             if len(kvs) < 2:  # no pruned variant of this kind in the grid
                 continue
-            table = pruning_table(scores, kvs, list(tasks))
-            value_cols = [*tasks, "avg", "delta_avg"]
+            table = pruning_table(res, kvs)
             written += write_table(
                 table,
                 out_dir / model / kind,
                 f"{title}: {settings}",
-                value_cols,
-                bold_cols=[*tasks, "avg"],
+                [*tasks, "avg", "delta_avg", *held],
+                bold_cols=[*tasks, "avg", *held],
+                signed_cols=["delta_avg"],
+                note=NOTE,
             )
-            deltas = delta_table(table, [*tasks, "avg"])
+            deltas = delta_table(res, kvs, [*tasks, "avg", *held])
             if not deltas.empty:
+                model_deltas.append(deltas)
                 written += write_table(
                     deltas,
                     out_dir / model / f"{kind}_delta",
                     f"{title}, sink-aware minus baseline: {settings}",
-                    [*tasks, "avg"],
+                    [*tasks, "avg", *held],
+                    signed_cols=[*tasks, "avg", *held],
+                    note=NOTE,
                 )
             if paper_name and published is not None:
                 ptable = paper_table(published, paper_name, kind, table, list(tasks))
@@ -533,18 +751,24 @@ def build_tables(
                         out_dir / model / f"{kind}_vs_paper",
                         f"{title}, ours vs published ({paper_name}): {settings}",
                         ["ours", "paper", "diff"],
+                        signed_cols=["diff"],
                     )
-        held = heldout_table(files, model, ordered_variants(vs, _all_types()))
-        cols = [c for c in held.columns if c not in KEY_COLS]
-        if cols:
+        if held:
             written += write_table(
-                held,
+                heldout_table(res, ordered_variants(vs, _all_types())),
                 out_dir / model / "heldout",
                 f"Held-out masked-token CE (nats) and ELBO bits per token: {settings}",
-                cols,
-                bold_cols=cols,
-                lower_is_better=True,
+                held,
+                bold_cols=held,
+                note="± is the standard error over windows; lower is better.",
             )
+        if model_deltas:
+            claims[model] = pd.concat(model_deltas, ignore_index=True)
+    if claims_path is not None:
+        claims_path = Path(claims_path)
+        claims_path.parent.mkdir(parents=True, exist_ok=True)
+        claims_path.write_text(claims_markdown(claims, list(tasks)))
+        written.append(claims_path)
     return written
 
 
@@ -565,6 +789,78 @@ def _read_published(path: str | Path | None) -> pd.DataFrame | None:
     return df
 
 
+# ------------------------------------------------------------------- claims ---
+def verdict(delta: float, lo: float, hi: float, higher_is_better: bool) -> str:
+    """'reproduced' when the CI excludes 0 on the side the paper claims (sink-aware better),
+    'contradicted' when it excludes 0 on the other side, else 'not resolved'."""
+    if _isnan(delta):
+        return "missing"
+    better, worse = (lo > 0, hi < 0) if higher_is_better else (hi < 0, lo > 0)
+    return "reproduced" if better else "contradicted" if worse else "not resolved"
+
+
+def claims_markdown(deltas: Mapping[str, pd.DataFrame], tasks: Sequence[str]) -> str:
+    """The claims summary: for every sink-aware variant with its baseline, the paper's claim
+    (sink-aware keeps more accuracy and a lower held-out loss at the same sparsity) tested on
+    the task average, each task and each held-out column, with the paired CI."""
+    lines = [
+        "# The paper's claims on these results",
+        "",
+        "Generated by `sinkprune.report` from the evaluation results. The paper claims that a "
+        "sink-aware method keeps more accuracy than its baseline at the same sparsity (Sink-aware "
+        "Wanda vs Wanda, Sink-aware SparseGPT vs SparseGPT, Sink-aware Wanda-sp vs Wanda-sp); "
+        "here the same comparison is also made on the held-out loss (lower is better). "
+        f"Δ = sink-aware − baseline with its paired {LEVEL:.0%} bootstrap CI over the same items "
+        "(accuracy, percentage points) or windows (held-out CE in nats, bits per token). A claim "
+        "is **reproduced** when the CI excludes 0 on the sink-aware side, **contradicted** when "
+        "it excludes 0 on the other side, and **not resolved** when it contains 0.",
+    ]
+    for model, df in deltas.items():
+        cols = [c for c in df.columns if c + SIG in df.columns]
+        counts: dict[str, int] = {}
+        rows = []
+        for r in df.to_dict("records"):
+            setting = setting_label(r["sparsity_type"], r["sparsity"])
+            if r["sparsity_type"] not in ("unstructured", "structured"):
+                setting = f"{r['sparsity_type']} (50%)"
+            for c in cols:
+                v = verdict(r[c], r[c + LO], r[c + HI], not lower_is_better(c))
+                if c in ("avg", *(h for h in cols if lower_is_better(h))):
+                    counts[v] = counts.get(v, 0) + 1
+                k = decimals(c)
+                ci = MISSING if _isnan(r[c]) else f"[{r[c + LO]:+.{k}f}, {r[c + HI]:+.{k}f}]"
+                delta = _fmt(r[c], signed=True, digits=k)
+                rows.append(
+                    f"| {METHOD_LABELS[r['method']]} vs {METHOD_LABELS[r['baseline']]} | "
+                    f"{setting} | {_measure(c, tasks)} | {delta} | {ci} | {v} |"
+                )
+        summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+        summary += f" (of {sum(counts.values())})"
+        lines += [
+            "",
+            f"## {model}",
+            "",
+            f"Accuracy average and held-out columns: {summary}.",
+            "",
+            "| Comparison | Setting | Measure | Δ | CI | Verdict |",
+            "|:---|:---|:---|---:|---:|:---|",
+            *rows,
+        ]
+    if not deltas:
+        lines += ["", "No sink-aware variant has its baseline in the pruning grid."]
+    return "\n".join(lines) + "\n"
+
+
+def _measure(col: str, tasks: Sequence[str]) -> str:
+    if col == "avg":
+        return "accuracy, average over tasks (points)"
+    if col in tasks:
+        return f"accuracy, {TASK_LABELS.get(col, col)} (points)"
+    if col == "bits_per_token":
+        return "held-out ELBO bits per token (lower is better)"
+    return f"held-out {column_label(col)} (nats, lower is better)"
+
+
 # ------------------------------------------------------------------ figures ---
 def build_figures(
     eval_files: Sequence[str | Path] | EvalIndex,
@@ -575,8 +871,9 @@ def build_figures(
     calibration: Mapping | None = None,
     diffusion: Mapping | None = None,
 ) -> list[Path]:
-    """Per model: score (and held-out CE) vs sparsity, one panel per task, sink-aware solid vs
-    baseline dashed; and bars of sink-aware − baseline per task. PNG + PDF into `out_dir`."""
+    """Per model: score (and held-out CE) vs sparsity with 95% error bars, one panel per task,
+    sink-aware solid vs baseline dashed; and bars of sink-aware − baseline per task with their
+    paired 95% CIs. PNG + PDF into `out_dir`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -587,25 +884,27 @@ def build_figures(
     written: list[Path] = []
     for model in evaluation.get("models", []):
         vs = variants({"pruning": pruning}, model)
-        scores = collect_scores(files, model, vs, tasks)
+        res = load_results(files, model, vs, tasks)
         settings = settings_line(model, models[model], calibration or {}, diffusion or {})
         all_vs = ordered_variants(vs, _all_types())
-        table = pruning_table(scores, all_vs, list(tasks))
-        held = heldout_table(files, model, all_vs)
+        table = pruning_table(res, all_vs)
+        held = res.heldout_cols
         for stype in ("unstructured", "structured"):
             if not any(v.sparsity_type == stype for v in vs):
                 continue
             fig = _curves(table, [*tasks, "avg"], stype, f"{model}: score vs {stype} sparsity")
             written += _save(fig, out_dir / model / f"accuracy_vs_{stype}", settings)
-            ce_cols = [c for c in held.columns if c not in KEY_COLS]
-            if ce_cols:
-                fig = _curves(held, ce_cols, stype, f"{model}: held-out CE vs {stype} sparsity")
+            if held:
+                fig = _curves(table, held, stype, f"{model}: held-out CE vs {stype} sparsity")
                 written += _save(fig, out_dir / model / f"heldout_vs_{stype}", settings)
-        deltas = delta_table(table, [*tasks, "avg"])
+        deltas = delta_table(res, all_vs, [*tasks, "avg"])
         if not deltas.empty:
             fig = _delta_bars(deltas, [*tasks, "avg"], f"{model}: sink-aware − baseline")
             written += _save(fig, out_dir / model / "deltas", settings)
     return written
+
+
+Z95 = 1.959963985  # Φ⁻¹(0.975): error bars of ±Z95·stderr are 95% intervals
 
 
 def _curves(table: pd.DataFrame, cols: Sequence[str], stype: str, title: str):
@@ -624,9 +923,25 @@ def _curves(table: pd.DataFrame, cols: Sequence[str], stype: str, title: str):
         for m in methods:
             rows = sub[sub["method"] == m].sort_values("sparsity")
             x = [0.0, *rows["sparsity"].tolist()]
-            y = [float(dense[col].iloc[0]) if len(dense) else math.nan, *rows[col].tolist()]
+
+            def first(c: str) -> float:
+                return float(dense[c].iloc[0]) if len(dense) else math.nan
+
+            y = [first(col), *rows[col].tolist()]
+            err = [Z95 * e for e in [first(col + STDERR), *rows[col + STDERR].tolist()]]
             style = "-" if m in BASELINE_OF else "--"  # sink-aware solid, baseline dashed
-            ax.plot(x, y, style, marker="o", ms=3, color=colors[pairs[m]], label=METHOD_LABELS[m])
+            ax.errorbar(
+                x,
+                y,
+                yerr=[0 if math.isnan(e) else e for e in err],
+                fmt=style,
+                marker="o",
+                ms=3,
+                capsize=2,
+                elinewidth=0.8,
+                color=colors[pairs[m]],
+                label=METHOD_LABELS[m],
+            )
         ax.set_title(column_label(col), fontsize=9)
         ax.set_xlabel("ratio" if stype == "structured" else "sparsity", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -637,7 +952,7 @@ def _curves(table: pd.DataFrame, cols: Sequence[str], stype: str, title: str):
     fig.legend(
         handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.03), ncol=ncol, fontsize=8
     )
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(f"{title} (error bars: 95% CI)", fontsize=10)
     fig.tight_layout(rect=(0, 0.12, 1, 0.95))
     return fig
 
@@ -655,16 +970,27 @@ def _delta_bars(deltas: pd.DataFrame, cols: Sequence[str], title: str):
         for j, (_, r) in enumerate(rows.iterrows()):
             xs = [i + (j - (len(rows) - 1) / 2) * width for i in range(len(cols))]
             ys = [float(r[c]) for c in cols]  # a missing result (NaN) draws no bar
+            lo = [
+                0 if math.isnan(y) else y - float(r[c + LO]) for c, y in zip(cols, ys, strict=True)
+            ]
+            hi = [
+                0 if math.isnan(y) else float(r[c + HI]) - y for c, y in zip(cols, ys, strict=True)
+            ]
             label = setting_label(r["sparsity_type"], r["sparsity"])
-            ax.bar(xs, ys, width, label=label)
+            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=label, error_kw={"lw": 0.8})
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xticks(range(len(cols)), [column_label(c) for c in cols], fontsize=7, rotation=30)
-        ax.set_ylabel("Δ points", fontsize=8)
+        ax.set_ylabel("Δ points (95% CI)", fontsize=8)
         ax.set_title(f"{METHOD_LABELS[m]} − {METHOD_LABELS[BASELINE_OF[m]]}", fontsize=9)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+#: no creation date or other run-dependent metadata: the same results give the same bytes
+PDF_METADATA = {"CreationDate": None, "ModDate": None}
+PNG_METADATA: dict[str, str] = {}
 
 
 def _save(fig, stem: Path, settings: str) -> list[Path]:
@@ -674,15 +1000,16 @@ def _save(fig, stem: Path, settings: str) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.parent / f"{stem.name}{s}" for s in (".png", ".pdf")]
     for p in paths:
-        fig.savefig(p, dpi=150)
+        meta = PDF_METADATA if p.suffix == ".pdf" else PNG_METADATA
+        fig.savefig(p, dpi=150, metadata=meta)
     plt.close(fig)
     return paths
 
 
 # ---------------------------------------------------------------------- CLI ---
 def main(argv: list[str] | None = None) -> None:
-    """`python -m sinkprune.report CONFIG [--results DIR]`: tables and figures from whatever
-    results exist (missing ones shown as missing), without Snakemake."""
+    """`python -m sinkprune.report CONFIG [--results DIR]`: tables, claims and figures from
+    whatever results exist (missing ones shown as missing), without Snakemake."""
     import argparse
 
     import yaml
@@ -702,7 +1029,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     res = Path(a.results)
     files = find_eval_files(res)
-    tables = build_tables(files, res / "tables" / "pruning", published_csv=a.published, **common)
+    tables = build_tables(
+        files,
+        res / "tables" / "pruning",
+        published_csv=a.published,
+        claims_path=res / "tables" / "claims.md",
+        **common,
+    )
     figures = build_figures(files, res / "figures" / "pruning", **common)
     print(f"{len(tables)} table files, {len(figures)} figure files")
 

@@ -10,6 +10,7 @@ rule local_tasks:
         tokenizer=f"{RESULTS}/tokenizer/tokenizer.json",
     output:
         readme=f"{RESULTS}/tasks/README.md",
+        loader=f"{RESULTS}/tasks/local_data.py",
         yaml=expand(f"{RESULTS}/tasks/{{task}}.yaml", task=LOCAL_TASKS),
         data=expand(
             f"{RESULTS}/tasks/{{task}}.{{split}}.jsonl",

@@ -7,13 +7,19 @@ rule tables:
         evals=eval_targets(),
         published=f"{workflow.basedir}/resources/paper_results.csv",  # shipped with the repo
     output:
-        report(
+        tables=report(
             directory(f"{RESULTS}/tables/pruning"),
             patterns=["{model}/{table}.csv"],
             caption="../report/tables.rst",
             category="Pruning tables",
             subcategory="{model}",
             labels={"model": "{model}", "table": "{table}"},
+        ),
+        claims=report(
+            f"{RESULTS}/tables/claims.md",
+            caption="../report/claims.rst",
+            category="Pruning tables",
+            labels={"model": "all", "table": "claims"},
         ),
     log:
         "logs/tables.log",

@@ -1,4 +1,5 @@
-"""Snakemake wrapper: paper tables (Markdown, CSV, LaTeX) from the eval JSONs (sinkprune.report)."""
+"""Snakemake wrapper: paper tables (Markdown, CSV, LaTeX) and claims.md from the eval JSONs
+(sinkprune.report)."""
 
 import logging
 
@@ -9,12 +10,13 @@ log_to(snakemake.log[0])
 p = snakemake.params
 files = build_tables(
     snakemake.input.evals,
-    snakemake.output[0],
+    snakemake.output.tables,
     p.models,
     p.evaluation,
     p.pruning,
     published_csv=snakemake.input.published,
     calibration=p.calibration,
     diffusion=p.diffusion,
+    claims_path=snakemake.output.claims,
 )
 logging.info("wrote %d table files", len(files))

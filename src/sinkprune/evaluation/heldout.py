@@ -6,6 +6,11 @@ estimate of bits per token: −mc_loglikelihood(window | ∅)/seqlen/ln 2 with t
 (an upper bound on the true bits per token). Causal (AR) model: exact next-token cross-entropy.
 Windows are `n_sequences` non-overlapping `seqlen`-token chunks of the tokenised test split,
 picked with a seeded generator.
+
+Every value is also kept per window (`windows`: the chunk index of each window in the test
+split; `ce_sum_per_window` / `n_masked_per_window` per t; `nats_per_window` of the ELBO), so two
+variants can be compared paired over the same windows (sinkprune.statistics). The masks and MC
+draws depend only on the seed and the window, so every variant sees the same ones.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from sinkprune.statistics import ratio_stderr
+
 from .likelihood import mc_loglikelihood
 
 log = logging.getLogger(__name__)
@@ -26,6 +33,13 @@ log = logging.getLogger(__name__)
 
 def heldout_windows(text: str, encode, n_sequences: int, seqlen: int, seed: int) -> torch.Tensor:
     """(n_sequences, seqlen) token ids: seeded choice of non-overlapping chunks, in text order."""
+    return heldout_chunks(text, encode, n_sequences, seqlen, seed)[1]
+
+
+def heldout_chunks(
+    text: str, encode, n_sequences: int, seqlen: int, seed: int
+) -> tuple[list[int], torch.Tensor]:
+    """The chunk indices (window j covers tokens j·seqlen … (j+1)·seqlen − 1) and the windows."""
     ids = torch.tensor(encode(text), dtype=torch.long)
     n_chunks = ids.numel() // seqlen
     if n_chunks < n_sequences:
@@ -35,43 +49,63 @@ def heldout_windows(text: str, encode, n_sequences: int, seqlen: int, seed: int)
         )
     gen = torch.Generator().manual_seed(seed)
     pick = torch.randperm(n_chunks, generator=gen)[:n_sequences].sort().values
-    return ids[: n_chunks * seqlen].view(n_chunks, seqlen)[pick]
+    return pick.tolist(), ids[: n_chunks * seqlen].view(n_chunks, seqlen)[pick]
 
 
 @torch.no_grad()
 def masked_ce(
     logits_fn, windows: torch.Tensor, t: float, mask_id: int, seed: int, batch_size: int, device
 ) -> dict[str, float]:
-    """Token-level mean CE (nats) and accuracy on positions masked with probability t."""
+    """Token-level mean CE (nats) with its stderr over windows, accuracy, and the per-window CE
+    sums and masked counts, on positions masked with probability t."""
     gen = torch.Generator().manual_seed(seed)
     mask = torch.rand(windows.shape, generator=gen) < t
     empty = ~mask.any(1)  # every window scores at least one token
     mask[empty, torch.randint(windows.shape[1], (int(empty.sum()),), generator=gen)] = True
-    ce_sum, correct, n = 0.0, 0, 0
+    sums, counts, correct = [], [], 0
     for lo in range(0, windows.shape[0], batch_size):
         x, m = windows[lo : lo + batch_size], mask[lo : lo + batch_size]
         logits = logits_fn(torch.where(m, mask_id, x).to(device))
         sel = logits[m.to(logits.device)].float()  # masked positions only, in fp32
         target = x[m].to(logits.device)
-        ce_sum += float(F.cross_entropy(sel, target, reduction="sum"))
+        ce = F.cross_entropy(sel, target, reduction="none").cpu()
+        row = m.nonzero()[:, 0]  # the window of each masked position
+        sums += torch.zeros(len(x)).index_add_(0, row, ce).tolist()
+        counts += m.sum(1).tolist()
         correct += int((sel.argmax(-1) == target).sum())
-        n += int(m.sum())
-    return {"t": t, "ce_nats": ce_sum / n, "accuracy": correct / n, "n_masked": n}
+    n = sum(counts)
+    return {
+        "t": t,
+        "ce_nats": sum(sums) / n,
+        "ce_nats_stderr": ratio_stderr(sums, counts),
+        "accuracy": correct / n,
+        "n_masked": n,
+        "ce_sum_per_window": sums,
+        "n_masked_per_window": counts,
+    }
 
 
 @torch.no_grad()
-def next_token_ce(logits_fn, windows: torch.Tensor, batch_size: int, device) -> dict[str, float]:
-    """Token-level mean next-token CE (nats) and accuracy of a causal LM."""
-    ce_sum, correct, n = 0.0, 0, 0
+def next_token_ce(logits_fn, windows: torch.Tensor, batch_size: int, device) -> dict[str, Any]:
+    """Token-level mean next-token CE (nats) with its stderr over windows, accuracy, and the
+    per-window CE sums of a causal LM."""
+    sums, correct = [], 0
     for lo in range(0, windows.shape[0], batch_size):
         x = windows[lo : lo + batch_size]
-        logits = logits_fn(x.to(device))[:, :-1]
-        target = x[:, 1:].to(logits.device).reshape(-1)
-        flat = logits.reshape(-1, logits.shape[-1]).float()
-        ce_sum += float(F.cross_entropy(flat, target, reduction="sum"))
-        correct += int((flat.argmax(-1) == target).sum())
-        n += target.numel()
-    return {"ce_nats": ce_sum / n, "accuracy": correct / n, "n_tokens": n}
+        logits = logits_fn(x.to(device))[:, :-1].float()
+        target = x[:, 1:].to(logits.device)
+        ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")  # (b, T-1)
+        sums += ce.sum(1).cpu().tolist()
+        correct += int((logits.argmax(-1) == target).sum())
+    counts = [windows.shape[1] - 1] * len(sums)
+    n = sum(counts)
+    return {
+        "ce_nats": sum(sums) / n,
+        "ce_nats_stderr": ratio_stderr(sums, counts),
+        "accuracy": correct / n,
+        "n_tokens": n,
+        "ce_sum_per_window": sums,
+    }
 
 
 def heldout_eval(
@@ -93,7 +127,7 @@ def heldout_eval(
             f"evaluation.heldout.seqlen ({seqlen}) exceeds the model's max length ({max_len})"
         )
     encode = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
-    windows = heldout_windows(
+    chunks, windows = heldout_chunks(
         Path(test_txt).read_text(encoding="utf-8"), encode, n_sequences, seqlen, seed
     )
     causal = bool(getattr(adapter, "causal", False))
@@ -103,6 +137,7 @@ def heldout_eval(
         "seqlen": seqlen,
         "seed": seed,
         "causal": causal,
+        "windows": chunks,
     }
     if causal:
         ce = next_token_ce(lambda x: adapter.logits(x), windows, batch_size, device)
@@ -129,6 +164,7 @@ def heldout_eval(
         "nats_per_sequence": float(nats.mean()),
         "bits_per_token": float(bits.mean()),
         "bits_per_token_stderr": float(bits.std() / math.sqrt(len(bits))) if len(bits) > 1 else 0.0,
+        "nats_per_window": nats.tolist(),
     }
     out["next_token"] = None
     out["bits_per_token"] = out["elbo"]["bits_per_token"]

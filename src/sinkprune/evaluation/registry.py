@@ -139,7 +139,7 @@ def local_task_info(name: str) -> TaskInfo:
     """A sinkprune local task, described by the YAML its generator writes."""
     from .tasks import task_yaml
 
-    cfg = yaml.safe_load(task_yaml(name, Path("train.jsonl"), Path("test.jsonl")))
+    cfg = yaml.load(task_yaml(name), Loader=_AnyTagLoader)
     output_type, metrics, filters = _metrics_of(cfg)
     return TaskInfo(name, "task", "sinkprune local task", output_type, metrics, filters)
 

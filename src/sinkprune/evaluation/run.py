@@ -3,6 +3,11 @@
 The model is loaded once; each task gets its own settings (num_fewshot, cfg, mc_num, ...) and
 its own `lm_eval.simple_evaluate` call, and its results JSON is written to the rule's fixed
 output path (lm-eval's --output_path names files by timestamp). Files are written atomically.
+
+A task JSON keeps lm-eval's result blocks and a compact per-item record of the headline metric
+(`items`: ids `{task}/{doc_id}` and values) for paired statistics between variants
+(sinkprune.statistics); nothing in it depends on the wall clock, so a killed and resumed run
+writes the same bytes. Timings go to the log.
 """
 
 from __future__ import annotations
@@ -43,8 +48,32 @@ def checkpoint_dir(checkpoint: str | Path) -> Path:
     return d
 
 
-def task_payload(name: str, res: dict, settings: dict, model_dir: Path, seconds: float) -> dict:
-    """lm-eval's result blocks for one task plus the settings and a headline `score`."""
+def stderr_value(x: Any) -> float | None:
+    """lm-eval's stderr as a float; None where it has none ('N/A')."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def per_item(samples: dict[str, list[dict]], metric_key: str) -> dict[str, list]:
+    """{'metric', 'ids', 'values'} of `metric_key` ('acc,none': metric 'acc' under filter
+    'none') from lm-eval's logged samples of every (sub)task, sorted by id."""
+    metric, _, filt = metric_key.partition(",")
+    pairs = []
+    for task, rows in samples.items():
+        for row in rows:
+            if row.get("filter", "none") == filt and metric in row:
+                pairs.append((f"{task}/{row['doc_id']}", float(row[metric])))
+    if not pairs:
+        raise KeyError(f"lm-eval logged no per-item {metric_key!r} for {sorted(samples)}")
+    pairs.sort(key=lambda p: (p[0].rsplit("/", 1)[0], int(p[0].rsplit("/", 1)[1])))
+    return {"metric": metric_key, "ids": [i for i, _ in pairs], "values": [v for _, v in pairs]}
+
+
+def task_payload(name: str, res: dict, settings: dict, model_dir: Path) -> dict:
+    """lm-eval's result blocks for one task plus the settings, a headline `score` and its
+    per-item values (`items`)."""
     out = {k: res[k] for k in RESULT_KEYS if k in res}
     metric = settings.get("metric", "acc")
     scores = res["results"].get(name, {})
@@ -64,11 +93,11 @@ def task_payload(name: str, res: dict, settings: dict, model_dir: Path, seconds:
         "checkpoint": str(model_dir),
         "metric": metric,
         "score": scores[key],
-        "score_stderr": scores.get(key.replace(",", "_stderr,", 1)),
+        "score_stderr": stderr_value(scores.get(key.replace(",", "_stderr,", 1))),
         "chance": CHANCE.get(name),
         "settings": settings,
-        "wall_seconds": round(seconds, 2),
         **out,
+        "items": per_item(res.get("samples", {}), key),
     }
 
 
@@ -132,16 +161,25 @@ def evaluate_checkpoint(
             num_fewshot=settings.get("num_fewshot"),
             limit=settings.get("limit"),
             task_manager=manager,
-            log_samples=False,
+            log_samples=True,  # per-item metrics for paired CIs; only `items` is kept
             bootstrap_iters=1000,
             random_seed=seed,
             numpy_random_seed=seed,
             torch_random_seed=seed,
             fewshot_random_seed=seed,
         )
-        payload = task_payload(name, res, settings, model_dir, time.time() - start)
+        payload = task_payload(name, res, settings, model_dir)
         write_json(out_path, payload)
-        log.info("%s: %s = %.4f -> %s", name, payload["metric"], payload["score"], out_path)
+        log.info(
+            "%s: %s = %.4f ± %.4f (%d items, %.1f s) -> %s",
+            name,
+            payload["metric"],
+            payload["score"],
+            payload["score_stderr"] or 0.0,
+            len(payload["items"]["ids"]),
+            time.time() - start,
+            out_path,
+        )
     if heldout_output is None:
         return
     start = time.time()
@@ -157,6 +195,11 @@ def evaluate_checkpoint(
         seed=seed,
         device=lm.device,
     )
-    result |= {"checkpoint": str(model_dir), "wall_seconds": round(time.time() - start, 2)}
+    result["checkpoint"] = str(model_dir)
     write_json(heldout_output, result)
-    log.info("heldout: %.4f bits/token -> %s", result["bits_per_token"], heldout_output)
+    log.info(
+        "heldout: %.4f bits/token (%.1f s) -> %s",
+        result["bits_per_token"],
+        time.time() - start,
+        heldout_output,
+    )
