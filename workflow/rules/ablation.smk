@@ -27,7 +27,6 @@ rule sink_ladder:
         models=ablated_models(),
         ablation=config["pruning"].get("ablation", []),
         tasks=config["evaluation"]["tasks"],
-        seed=config["seed"],
     script:
         "../scripts/sink_ladder.py"
 
@@ -62,6 +61,5 @@ rule allocation:
     params:
         variants=allocation_variant_names,
         tasks=config["evaluation"]["tasks"],
-        seed=config["seed"],
     script:
         "../scripts/allocation_report.py"

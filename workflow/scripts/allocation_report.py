@@ -12,7 +12,6 @@ build_allocation_report(
     snakemake.wildcards.model,
     snakemake.params.variants,
     snakemake.params.tasks,
-    table_stems=(out.md, out.csv),
-    figure_stems=(out.png, out.pdf),
-    seed=snakemake.params.seed,
+    table_paths=(out.md, out.csv),
+    figure_paths=(out.png, out.pdf),
 )

@@ -12,5 +12,4 @@ build_ladder_table(
     p.models,
     p.ablation,
     p.tasks,
-    seed=p.seed,
 )
