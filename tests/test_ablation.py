@@ -109,3 +109,90 @@ def test_every_rung_changes_one_property():
             assert len(changed) == 1, (below, above)
     first, last = (rung_properties(*WANDA_LADDER[i]) for i in (0, -1))
     assert all(first[k] != last[k] for k in first)  # wanda → sink changes all four
+
+
+# ------------------------------------------------------------------ the table ---
+def write_ladder_results(results, ladder_names):
+    """Rung k (0-based) of the Wanda ladder: 40 of 100 items + 5·k right (nested: every item
+    right at rung k is right above it), held-out CE per masked token 5.0 − 0.1·k in every window;
+    the SparseGPT ladder: sink_sgpt one item more than sparsegpt, CE 0.2 lower."""
+    from helpers import write_heldout_json, write_task_json
+
+    wanda, sgpt = ladder_names
+    for k, name in enumerate(wanda):
+        write_task_json(results, "m", name, "task_a", [1.0] * (40 + 5 * k) + [0.0] * (60 - 5 * k))
+        ce = 5.0 - 0.1 * k
+        write_heldout_json(results, "m", name, 0.5, [ce * 10, ce * 20, ce * 30], [10, 20, 30],
+                           [30.0 - k] * 3)  # fmt: skip
+    for k, name in enumerate(sgpt):
+        write_task_json(results, "m", name, "task_a", [1.0] * (50 + k) + [0.0] * (50 - k))
+        ce = 4.5 - 0.2 * k
+        write_heldout_json(results, "m", name, 0.5, [ce * 10, ce * 20, ce * 30], [10, 20, 30],
+                           [25.0] * 3)  # fmt: skip
+
+
+def test_ladder_table_deltas_by_hand(tmp_path):
+    import csv
+
+    from sinkprune.ablation import build_ladder_table
+    from sinkprune.config import ladder_variants
+
+    names = [[v.name for v in ladder_variants(lad, "unstructured", 0.75)]
+             for lad in ("wanda", "sparsegpt")]  # fmt: skip
+    assert names[0] == [
+        "wanda_unstructured_0.75",
+        "dwanda_unstructured_0.75",
+        "dwanda-grid_unstructured_0.75",
+        "sink-unweighted-rms_unstructured_0.75",
+        "sink-unweighted_unstructured_0.75",
+        "sink_unstructured_0.75",
+    ]
+    results = tmp_path / "results"
+    write_ladder_results(results, names)
+    files = sorted(results.rglob("*.json"))
+    md, out_csv = tmp_path / "ladder.md", tmp_path / "ladder.csv"
+    build_ladder_table(files, md, out_csv, ["m"], [{"sparsity_type": "unstructured",
+                       "sparsities": [0.75]}], {"task_a": {"metric": "acc"}})  # fmt: skip
+    rows = list(csv.DictReader(out_csv.open()))
+    got = {(r["ladder"], r["rung"], r["metric"]): r for r in rows}
+    # every Wanda rung adds 5 items of 100 (5 points; nested, so each item's Δ is 0 or 1)
+    for k in range(2, 7):
+        r = got[("wanda", str(k), "task_a")]
+        assert float(r["delta"]) == pytest.approx(5.0)
+        assert float(r["delta_lo"]) <= 5.0 <= float(r["delta_hi"]) and float(r["delta_lo"]) > 0
+        ce = got[("wanda", str(k), "ce_t0.5")]  # −0.1 nats in every window: a degenerate CI
+        assert (float(ce["delta"]), float(ce["delta_lo"]), float(ce["delta_hi"])) == (
+            pytest.approx(-0.1),
+            pytest.approx(-0.1),
+            pytest.approx(-0.1),
+        )
+    assert got[("wanda", "1", "task_a")]["delta"] == ""  # the bottom rung has no Δ
+    assert got[("wanda", "4", "task_a")]["change"] == "pass: sequential → one-shot"
+    assert got[("wanda", "6", "task_a")]["change"] == "weighting: none → omega"
+    total = got[("wanda", "total", "task_a")]
+    assert float(total["delta"]) == pytest.approx(25.0)  # 5 rungs × 5 points
+    assert float(got[("sparsegpt", "2", "ce_t0.5")]["delta"]) == pytest.approx(-0.2)
+    assert float(got[("sparsegpt", "2", "task_a")]["delta"]) == pytest.approx(1.0)
+    text = md.read_text()
+    assert "## m: Wanda → sink-aware Wanda, 75%" in text
+    assert "| 6 | Sink-aware Wanda | weighting: none → omega |" in text
+    assert "Δ -0.100 [-0.100, -0.100]*" in text
+
+
+def test_ladder_table_shows_missing_rungs_as_missing(tmp_path):
+    from sinkprune.ablation import build_ladder_table
+    from sinkprune.config import ladder_variants
+
+    names = [[v.name for v in ladder_variants(lad, "unstructured", 0.75)]
+             for lad in ("wanda", "sparsegpt")]  # fmt: skip
+    results = tmp_path / "results"
+    write_ladder_results(results, names)
+    for f in (results / "m" / "eval" / names[0][2]).iterdir():  # dwanda-grid not evaluated
+        f.unlink()
+    md, out_csv = tmp_path / "ladder.md", tmp_path / "ladder.csv"
+    records = build_ladder_table(sorted(results.rglob("*.json")), md, out_csv, ["m"],
+                                 [{"sparsity_type": "unstructured", "sparsities": [0.75]}],
+                                 {"task_a": {"metric": "acc"}})  # fmt: skip
+    missing = [r for r in records if r["ladder"] == "wanda" and r["rung"] in ("3", "4")]
+    assert missing and all(np.isnan(r["delta"]) for r in missing)
+    assert "| 3 | DWANDA (t grid) | inputs: random t → t grid | — |" in md.read_text()

@@ -232,3 +232,57 @@ def test_block_counts_split_a_count_over_column_blocks():
         widths = [min(128, cols - i) for i in range(0, cols, 128)]
         assert sum(got) == count
         assert all(abs(c - count * w / cols) < 1 for c, w in zip(got, widths, strict=True))
+
+
+# ------------------------------------------------------------------ the report ---
+def test_allocation_report_by_hand(tmp_path):
+    """sink-owl is compared with sink (uniform) and with wanda-owl; wanda-owl with wanda. Items:
+    100, nested, so Δ accuracy is exact; held-out CE per masked token differs by a constant."""
+    import csv
+    import json
+
+    from helpers import write_heldout_json, write_task_json
+
+    from sinkprune.allocation_report import build_allocation_report
+
+    right = {"wanda": 40, "sink": 50, "wanda-owl": 45, "sink-owl": 58}
+    ce = {"wanda": 5.0, "sink": 4.6, "wanda-owl": 4.9, "sink-owl": 4.5}
+    results, reports, names = tmp_path / "results", [], []
+    for label, k in right.items():
+        name = f"{label}_unstructured_0.75"
+        names.append(name)
+        write_task_json(results, "m", name, "task_a", [1.0] * k + [0.0] * (100 - k))
+        c = ce[label]
+        write_heldout_json(results, "m", name, 0.5, [c * 10, c * 20], [10, 20], [30.0, 30.0])
+        owl = label.endswith("owl")
+        per_layer = [0.65, 0.85] if owl else [0.75, 0.75]
+        report = {"variant": name, "target_sparsity": 0.75,
+                  "sparsity": {"overall": 0.75, "per_layer": {"0": per_layer[0], "1": per_layer[1]}},
+                  "allocation": ({"kind": "owl", "layer_sparsity": {"0": 0.65, "1": 0.85},
+                                  "outlier_ratio": {"0": 0.04, "1": 0.03}} if owl
+                                 else {"kind": "uniform"})}  # fmt: skip
+        path = tmp_path / "pruned" / name / "prune_report.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(report))
+        reports.append(path)
+    md, out_csv = tmp_path / "a.md", tmp_path / "a.csv"
+    pngs = (tmp_path / "a.png", tmp_path / "a.pdf")
+    build_allocation_report(reports, sorted(results.rglob("*.json")), "m", names,
+                            {"task_a": {"metric": "acc"}}, (md, out_csv), pngs)  # fmt: skip
+    rows = list(csv.DictReader(out_csv.open()))
+    deltas = {(r["variant"], r["reference"], r["metric"]): r for r in rows if r["reference"]}
+    assert set((v, r) for v, r, _ in deltas) == {
+        ("wanda-owl_unstructured_0.75", "wanda_unstructured_0.75"),
+        ("sink-owl_unstructured_0.75", "sink_unstructured_0.75"),
+        ("sink-owl_unstructured_0.75", "wanda-owl_unstructured_0.75"),
+    }
+    d = deltas[("sink-owl_unstructured_0.75", "wanda-owl_unstructured_0.75", "task_a")]
+    assert float(d["delta"]) == pytest.approx(13.0)
+    d = deltas[("sink-owl_unstructured_0.75", "sink_unstructured_0.75", "ce_t0.5")]
+    assert float(d["delta"]) == pytest.approx(-0.1) and float(d["delta_hi"]) == pytest.approx(-0.1)
+    values = {(r["variant"], r["metric"]): r["value"] for r in rows if not r["reference"]}
+    assert values[("sink-owl_unstructured_0.75", "sparsity_block0")] == "0.650000"
+    text = md.read_text()
+    assert "| Sink-aware Wanda (OWL) | 0.7500 | 0.650 / 0.850 |" in text
+    assert "| Sink-aware Wanda (OWL) | Wanda (OWL) | 58.00 ± " not in text  # Δ rows show Δ only
+    assert all(p.stat().st_size > 1000 for p in pngs)
