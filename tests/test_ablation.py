@@ -168,14 +168,14 @@ def test_ladder_table_deltas_by_hand(tmp_path):
         )
     assert got[("wanda", "1", "task_a")]["delta"] == ""  # the bottom rung has no Δ
     assert got[("wanda", "4", "task_a")]["change"] == "pass: sequential → one-shot"
-    assert got[("wanda", "6", "task_a")]["change"] == "weighting: none → omega"
+    assert got[("wanda", "6", "task_a")]["change"] == "weighting: ω ≡ 1 → ω"
     total = got[("wanda", "total", "task_a")]
     assert float(total["delta"]) == pytest.approx(25.0)  # 5 rungs × 5 points
     assert float(got[("sparsegpt", "2", "ce_t0.5")]["delta"]) == pytest.approx(-0.2)
     assert float(got[("sparsegpt", "2", "task_a")]["delta"]) == pytest.approx(1.0)
     text = md.read_text()
     assert "## m: Wanda → sink-aware Wanda, 75%" in text
-    assert "| 6 | Sink-aware Wanda | weighting: none → omega |" in text
+    assert "| 6 | Sink-aware Wanda | weighting: ω ≡ 1 → ω |" in text
     assert "Δ -0.100 [-0.100, -0.100]*" in text
 
 

@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sinkprune.config import NORM_METHODS, timestep_grid, validate_config, variants
+from sinkprune.config import (
+    NORM_METHODS,
+    allocation_comparisons,
+    timestep_grid,
+    validate_config,
+    variants,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "paper.yaml"
@@ -99,6 +105,7 @@ def test_baselines_of_the_layer_collapse_study(cfg):
     assert cfg["pruning"]["dwanda"] == {"mask_repeats": 8, "t_min": 0.0, "t_max": 1.0}
     assert cfg["pruning"]["owl"] == {"m": 5.0, "lambda": 0.08}
     assert not cfg["pruning"]["ablation"]  # the ladders run on the embedded model
+    assert expected_jobs(cfg)["allocation"] == 2  # LLaDA-8B-Base and Dream-7B
 
 
 def test_dense_reference_of_the_protocol(cfg):
@@ -162,6 +169,13 @@ def expected_jobs(cfg) -> Counter:
         tables=1,
         figures=1,
         all=1,
+    )
+    # the ablation ladder table (pruning.ablation) and one allocation report per pruned and
+    # evaluated model with a non-uniform allocation (workflow/rules/ablation.smk)
+    reported = [m for m in cfg["pruning"]["models"] if m in cfg["evaluation"]["models"]]
+    n.update(
+        sink_ladder=int(bool(cfg["pruning"]["ablation"] and reported)),
+        allocation=sum(bool(allocation_comparisons(variants(cfg, m))) for m in reported),
     )
     n_eval = sum(len(variants(cfg, m)) for m in cfg["evaluation"]["models"])
     if cfg["evaluation"]["job_per"] == "variant":  # one job runs every task and heldout

@@ -22,44 +22,44 @@ log = logging.getLogger(__name__)
 #: what a rung's property values mean, in the order the Wanda ladder changes them
 PROPERTIES = {
     "inputs": {
-        "clean": "clean windows",
-        "random t": "noised copies, t ~ U[t_min, t_max] per copy",
-        "t grid": "noised x_t of the diffusion grid (the sink stage's inputs)",
+        "clean": "the N clean windows",
+        "random t": "N·R noised copies, t ~ U[t_min, t_max] per copy",
+        "t grid": "the N·S noised x_t of the diffusion grid (the sink stage's inputs)",
     },
     "pass": {
-        "sequential": "sequential (block i sees pruned blocks < i)",
-        "one-shot": "one dense pass (statistics of the unpruned model)",
+        "sequential": "block i's statistics from the outputs of the pruned blocks < i",
+        "one-shot": "every block's statistics from one pass of the unpruned model",
     },
     "statistic": {
-        "rms": "sqrt(mean_x ‖X_c‖²) (Wanda)",
-        "summed": "Σ_x ‖X_c‖ (sink-aware Wanda)",
-        "hessian": "H = (2/N) Σ XᵀX (SparseGPT)",
+        "√mean‖X‖²": "Wanda's sqrt(mean over inputs of ‖X_c‖²)",
+        "Σ‖X‖": "sink-aware Wanda's sum over inputs of ‖X_c‖",
+        "Hessian": "SparseGPT's H = (2/N) Σ XᵀX",
     },
-    "weighting": {"none": "ω ≡ 1", "omega": "rows × ω (per x_t)", "mean omega": "rows × ω̄"},
+    "weighting": {"ω ≡ 1": "no row weights", "ω": "rows × ω of their x_t", "ω̄": "rows × ω̄"},
 }
+STATISTIC = {"rms": "√mean‖X‖²", "summed": "Σ‖X‖"}
 
 
 def rung_properties(method: str, options: Mapping[str, str]) -> dict[str, str]:
-    """The four properties of a ladder rung (method + variant options)."""
+    """The four properties of a ladder rung (method + variant options), values of PROPERTIES."""
+    unweighted = options.get("weighting", "sink") == "none"
     if method in {"sparsegpt", "sink_sgpt"}:
-        weighted = method == "sink_sgpt" and options.get("weighting", "sink") != "none"
-        return {
-            "inputs": "clean",
-            "pass": "sequential",
-            "statistic": "hessian",
-            "weighting": "mean omega" if weighted else "none",
-        }
+        weighting = "ω̄" if method == "sink_sgpt" and not unweighted else "ω ≡ 1"
+        return {"inputs": "clean", "pass": "sequential", "statistic": "Hessian",
+                "weighting": weighting}  # fmt: skip
     if method == "wanda":
-        return {"inputs": "clean", "pass": "sequential", "statistic": "rms", "weighting": "none"}
+        return {"inputs": "clean", "pass": "sequential", "statistic": "√mean‖X‖²",
+                "weighting": "ω ≡ 1"}  # fmt: skip
     if method == "dwanda":
         inputs = "t grid" if options.get("noise", "random") == "grid" else "random t"
-        return {"inputs": inputs, "pass": "sequential", "statistic": "rms", "weighting": "none"}
+        return {"inputs": inputs, "pass": "sequential", "statistic": "√mean‖X‖²",
+                "weighting": "ω ≡ 1"}  # fmt: skip
     if method == "sink":
         return {
             "inputs": "t grid",
             "pass": "one-shot",
-            "statistic": options.get("norm", "summed"),
-            "weighting": "none" if options.get("weighting", "sink") == "none" else "omega",
+            "statistic": STATISTIC[options.get("norm", "summed")],
+            "weighting": "ω ≡ 1" if unweighted else "ω",
         }
     raise ValueError(f"{method!r} is not a rung of the ablation ladders")
 

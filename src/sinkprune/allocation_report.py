@@ -62,6 +62,8 @@ def layer_sparsity_figure(layers: Sequence[Mapping], model: str):
         ax.plot(xs, r["per_layer"], style, marker="o", ms=3, color=f"C{i}", label=r["variant"])
     for target in sorted({r["target"] for r in layers}):
         ax.axhline(target, color="0.6", lw=0.8, zorder=0)
+    n_blocks = max(len(r["per_layer"]) for r in layers)
+    ax.set_xticks(range(n_blocks))
     ax.set_xlabel("block", fontsize=8)
     ax.set_ylabel("achieved sparsity", fontsize=8)
     ax.set_title(f"{model}: sparsity per block", fontsize=9)
@@ -74,6 +76,7 @@ def layer_sparsity_figure(layers: Sequence[Mapping], model: str):
             xs = list(range(len(r["outlier_ratio"])))
             ratios = [100 * d for d in r["outlier_ratio"]]
             ax2.plot(xs, ratios, marker="o", ms=3, color=f"C{i}", label=r["variant"])
+        ax2.set_xticks(range(n_blocks))
         ax2.set_xlabel("block", fontsize=8)
         ax2.set_ylabel("outlier scores (%)", fontsize=8)
         ax2.set_title("OWL: share of scores > M × block mean", fontsize=9)
@@ -214,6 +217,8 @@ def build_allocation_report(
 
     from sinkprune.report import decimals, index_eval_files, load_results
 
+    if not names:
+        raise ValueError(f"allocation report of {model}: no variant with a non-uniform allocation")
     layers = [read_layer_sparsity(p) for p in report_paths]
     by_name = {lay["variant"]: lay for lay in layers}
     missing = [n for n in names if n not in by_name]

@@ -488,7 +488,9 @@ def paper_table(
         ours = ours_of(rec.method, stype, float(rec.sparsity), rec.benchmark)
         llada = math.nan
         if rec.method == "dense" and rec.benchmark in task_cfgs:
-            llada = official_reference(official, paper_name, rec.benchmark, task_cfgs[rec.benchmark])
+            llada = official_reference(
+                official, paper_name, rec.benchmark, task_cfgs[rec.benchmark]
+            )
         rows.append(
             {
                 "sparsity_type": stype,

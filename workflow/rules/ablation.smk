@@ -59,7 +59,7 @@ rule allocation:
         mem_mb=2000,
         runtime=10,
     params:
-        variants=allocation_variant_names,
+        variants=allocation_params,
         tasks=config["evaluation"]["tasks"],
     script:
         "../scripts/allocation_report.py"

@@ -333,6 +333,11 @@ def allocation_variant_names(model):
     return list(dict.fromkeys(v.name for pair in pairs for v in pair))
 
 
+def allocation_params(wildcards):
+    """The compared variants of the job's model (params of rule allocation)."""
+    return allocation_variant_names(wildcards.model)
+
+
 def allocation_inputs(wildcards):
     """prune_report.json (per-layer sparsities) and eval files of the compared variants."""
     names = allocation_variant_names(wildcards.model)
