@@ -25,6 +25,7 @@ include: "workflow/rules/sinks.smk"
 include: "workflow/rules/pruning.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/ablation.smk"
 
 
 report: "workflow/report/workflow.rst"

@@ -172,6 +172,121 @@ def test_vocab_too_small():
     rejects(config, "tokenizer.vocab_size")
 
 
+# ------------------------------------ baselines, ablation ladder, allocation (issue #18) ---
+def grid_entry(**kw) -> dict:
+    return {"sparsity_type": "unstructured", "methods": ["wanda"], "sparsities": [0.5], **kw}
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        (grid_entry(allocation="owls"), ["pruning.grid[0].allocation", "owls"]),
+        (grid_entry(weighting="omega"), ["pruning.grid[0].weighting", "omega"]),
+        (grid_entry(norm="l1"), ["pruning.grid[0].norm", "l1"]),
+        (grid_entry(noise="uniform"), ["pruning.grid[0].noise", "uniform"]),
+        (grid_entry(weighting="none"), ["pruning.grid[0].weighting", "wanda"]),
+        (grid_entry(methods=["sink", "wanda"], norm="rms"), ["pruning.grid[0].norm", "wanda"]),
+        (grid_entry(methods=["sink"], noise="grid"), ["pruning.grid[0].noise", "dwanda"]),
+        (
+            grid_entry(sparsity_type="2:4", allocation="owl"),
+            ["pruning.grid[0].allocation", "unstructured", "2:4"],
+        ),
+        (
+            grid_entry(sparsity_type="structured", methods=["sink_sp"], allocation="deeper"),
+            ["pruning.grid[0]"],
+        ),
+        (grid_entry(models=["tiny-ar"]), ["pruning.grid[0].models", "tiny-ar"]),
+        (grid_entry(models=[]), ["pruning.grid[0].models"]),
+        (grid_entry(sparsities=[0.9], allocation="owl"), ["pruning.owl.lambda", "0.9"]),
+        (grid_entry(sparsities=[0.05], allocation="earlier"), ["pruning.schedule.epsilon"]),
+    ],
+)
+def test_bad_variant_options_are_refused(entry, words):
+    config = load()
+    config["pruning"]["grid"] = [entry]
+    rejects(config, *words)
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "words"),
+    [
+        ("dwanda", {"mask_repeats": 0}, ["pruning.dwanda.mask_repeats"]),
+        ("dwanda", {"t_min": -0.1}, ["pruning.dwanda.t_min"]),
+        ("dwanda", {"t_max": 1.5}, ["pruning.dwanda.t_max"]),
+        ("dwanda", {"t_min": 0.6, "t_max": 0.4}, ["pruning.dwanda.t_min", "pruning.dwanda.t_max"]),
+        ("dwanda", {"repeats": 4}, ["pruning.dwanda.repeats"]),
+        ("owl", {"m": 0}, ["pruning.owl.m"]),
+        ("owl", {"lambda": 0.5}, ["pruning.owl.lambda"]),
+        ("owl", {"lambda": -0.1}, ["pruning.owl.lambda"]),
+        ("schedule", {"epsilon": 1.0}, ["pruning.schedule.epsilon"]),
+        ("schedule", {"eps": 0.1}, ["pruning.schedule.eps"]),
+        (
+            "ablation",
+            [{"sparsity_type": "structured", "sparsities": [0.3]}],
+            ["pruning.ablation[0].sparsity_type"],
+        ),  # fmt: skip
+        (
+            "ablation",
+            [{"sparsity_type": "2:4", "sparsities": [0.75]}],
+            ["pruning.ablation[0].sparsities", "2:4"],
+        ),  # fmt: skip
+        (
+            "ablation",
+            [{"sparsity_type": "unstructured", "sparsities": [1.0]}],
+            ["pruning.ablation[0].sparsities[0]"],
+        ),  # fmt: skip
+        ("ablation", [{"sparsities": [0.5]}], ["pruning.ablation[0]", "sparsity_type"]),
+    ],
+)
+def test_bad_baseline_settings_are_refused(section, value, words):
+    config = load()
+    config["pruning"][section] = value
+    rejects(config, *words)
+
+
+def test_variant_options_and_ablation_make_variants():
+    config = load()
+    config["pruning"]["grid"] = [
+        grid_entry(methods=["wanda", "sink"], sparsities=[0.75], allocation="owl"),
+        grid_entry(methods=["sink"], weighting="none", norm="rms"),
+        grid_entry(methods=["dwanda"], noise="grid"),
+    ]
+    config["pruning"]["ablation"] = [{"sparsity_type": "unstructured", "sparsities": [0.5]}]
+    validate_config(config, SCHEMA)
+    names = [v.name for v in variants(config, "tiny-dlm")]
+    assert names == [
+        "dense",
+        "wanda-owl_unstructured_0.75",
+        "sink-owl_unstructured_0.75",
+        "sink-unweighted-rms_unstructured_0.5",
+        "dwanda-grid_unstructured_0.5",
+        # the ladders' other rungs, each once
+        "wanda_unstructured_0.5",
+        "dwanda_unstructured_0.5",
+        "sink-unweighted_unstructured_0.5",
+        "sink_unstructured_0.5",
+        "sparsegpt_unstructured_0.5",
+        "sink_sgpt_unstructured_0.5",
+    ]
+    assert parse_variant("sink-unweighted-rms_unstructured_0.5") == Variant(
+        "sink", "unstructured", 0.5, weighting="none", norm="rms"
+    )
+    assert parse_variant("wanda-owl_unstructured_0.75").allocation == "owl"
+    with pytest.raises(ValueError, match="unknown options"):
+        parse_variant("sink-bogus_unstructured_0.5")
+
+
+def test_grid_entry_models_restrict_its_variants():
+    config = load()
+    config["models"]["tiny-dlm2"] = config["models"]["tiny-dlm"]
+    config["pruning"]["models"] = ["tiny-dlm", "tiny-dlm2"]
+    config["pruning"]["grid"] = [grid_entry(), grid_entry(methods=["dwanda"], models=["tiny-dlm2"])]
+    config["pruning"]["ablation"] = []
+    validate_config(config, SCHEMA)
+    assert [v.name for v in variants(config, "tiny-dlm")] == ["dense", "wanda_unstructured_0.5"]
+    assert [v.name for v in variants(config, "tiny-dlm2")][-1] == "dwanda_unstructured_0.5"
+
+
 # ------------------------------------------------------------------ variants ---
 def test_variants_of_default_config_round_trip():
     config = load()

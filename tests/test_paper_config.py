@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sinkprune.config import NORM_METHODS, timestep_grid, validate_config, variants
+from sinkprune.config import (
+    NORM_METHODS,
+    allocation_comparisons,
+    timestep_grid,
+    validate_config,
+    variants,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "config" / "paper.yaml"
@@ -68,7 +74,11 @@ def test_calibration_and_noise_grid(cfg):
 
 
 def test_pruning_grid(cfg):
-    grid = {e["sparsity_type"]: e for e in cfg["pruning"]["grid"]}
+    # the paper's grid: the first entry of each sparsity type, for every model
+    grid = {}
+    for e in cfg["pruning"]["grid"]:
+        grid.setdefault(e["sparsity_type"], e)
+    assert not any("models" in e for e in grid.values())
     assert grid["unstructured"]["sparsities"] == [0.25, 0.5, 0.75]
     assert grid["2:4"]["sparsities"] == grid["4:8"]["sparsities"] == [0.5]
     assert grid["structured"]["sparsities"] == [0.3, 0.5]
@@ -76,6 +86,53 @@ def test_pruning_grid(cfg):
         assert {"wanda", "sink", "sparsegpt", "sink_sgpt"} <= set(grid[stype]["methods"])
     assert set(grid["structured"]["methods"]) == {"wanda_sp", "sink_sp"}
     assert set(cfg["pruning"]["models"]) == set(cfg["models"])
+
+
+def test_baselines_of_the_layer_collapse_study(cfg):
+    """dwanda at 50 % and 2:4, wanda and sink with OWL at 50 %, on LLaDA-8B-Base and Dream-7B
+    only (issue #18); the other models get the paper's grid alone."""
+    extra = {
+        "dwanda_unstructured_0.5",
+        "dwanda_2of4_0.5",
+        "wanda-owl_unstructured_0.5",
+        "sink-owl_unstructured_0.5",
+    }
+    for model in cfg["pruning"]["models"]:
+        names = {v.name for v in variants(cfg, model)}
+        if model in {"LLaDA-8B-Base", "Dream-v0-Base-7B"}:
+            assert extra <= names, model
+        else:
+            assert not extra & names, model
+    assert cfg["pruning"]["dwanda"] == {"mask_repeats": 8, "t_min": 0.0, "t_max": 1.0}
+    assert cfg["pruning"]["owl"] == {"m": 5.0, "lambda": 0.08}
+    assert not cfg["pruning"]["ablation"]  # the ladders run on the embedded model
+    assert expected_jobs(cfg)["allocation"] == 2  # LLaDA-8B-Base and Dream-7B
+
+
+def test_dense_reference_of_the_protocol(cfg):
+    """The config's task settings are the LLaDA authors' lm-eval settings of the numbers that
+    resources/llada_official_eval.csv marks `cfg` (no_cfg where the task's cfg is 0)."""
+    import csv
+
+    rows = list(csv.DictReader((ROOT / "resources" / "llada_official_eval.csv").open()))
+    tasks = cfg["evaluation"]["tasks"]
+    matched = 0
+    for r in rows:
+        t = tasks.get(r["task"])
+        if t is None or r["eval_type"] != "ppl":
+            continue
+        setting = "cfg" if t["cfg"] > 0 else "no_cfg"
+        if r["setting"] != setting:
+            continue
+        assert (t["num_fewshot"], t["cfg"], t["mc_num"]) == (
+            int(r["num_fewshot"]),
+            float(r["cfg"]),
+            int(r["mc_num"]),
+        ), r["task"]
+        matched += 1
+    assert matched == 7  # ARC-C, HellaSwag, TruthfulQA, WinoGrande, GPQA, PIQA, MMLU
+    gsm = [r for r in rows if r["task"] == "gsm8k" and r["gen_length"] == "1024"]
+    assert len(gsm) == 1 and tasks["gsm8k"]["gen_length"] == 1024
 
 
 def test_tasks_of_method_md(cfg):
@@ -113,6 +170,13 @@ def expected_jobs(cfg) -> Counter:
         tables=1,
         figures=1,
         all=1,
+    )
+    # the ablation ladder table (pruning.ablation) and one allocation report per pruned and
+    # evaluated model with a non-uniform allocation (workflow/rules/ablation.smk)
+    reported = [m for m in cfg["pruning"]["models"] if m in cfg["evaluation"]["models"]]
+    n.update(
+        sink_ladder=int(bool(cfg["pruning"]["ablation"] and reported)),
+        allocation=sum(bool(allocation_comparisons(variants(cfg, m))) for m in reported),
     )
     n_eval = sum(len(variants(cfg, m)) for m in cfg["evaluation"]["models"])
     if cfg["evaluation"]["job_per"] == "variant":  # one job runs every task, heldout and ppl

@@ -488,3 +488,62 @@ def test_dream_heldout_bits_use_the_scored_tokens(tmp_path):
     path.write_text(json.dumps(payload))
     bits, _ = report.read_heldout(path).windows["bits_per_token"]
     assert bits == {0: pytest.approx(1 / math.log(2)), 1: pytest.approx(2 / math.log(2))}
+
+
+OFFICIAL = """model,benchmark,task,setting,num_fewshot,cfg,mc_num,gen_length,steps,block_length,value,unit,eval_type,source,settings_source
+P-8B,arc_challenge,arc_challenge,no_cfg,0,0.0,128,,,,45.9,percent,ppl,x,x
+P-8B,arc_challenge,arc_challenge,cfg,0,0.5,128,,,,47.9,percent,ppl,x,x
+P-8B,piqa,piqa,no_cfg,0,0.0,128,,,,73.6,percent,ppl,x,x
+P-8B,piqa,piqa,cfg,0,0.5,128,,,,74.4,percent,ppl,x,x
+P-8B,gsm8k,gsm8k,gen_len256_steps256_block256,,0.0,,256,256,256,70.0,percent,gen,x,x
+"""
+
+
+def test_vs_paper_shows_the_llada_authors_reference(tmp_path):
+    """Dense rows get the LLaDA authors' number measured with the config's settings (here cfg 0,
+    0-shot, mc_num 128: the no_cfg rows), and a dense row for a task the paper does not publish."""
+    results = write_fixture(tmp_path)
+    (tmp_path / "official.csv").write_text(OFFICIAL)
+    out = tmp_path / "tables"
+    report.build_tables(
+        report.find_eval_files(results), out, MODELS, EVALUATION, PRUNING,
+        published_csv=tmp_path / "paper.csv", official_csv=tmp_path / "official.csv",
+    )  # fmt: skip
+    rows = read_csv(out / "m" / "unstructured_vs_paper.csv")
+    dense = {r["task"]: r for r in rows if r["method"] == "dense"}
+    # piqa: published 74.00 and the authors' no_cfg 73.6; ours 74.10
+    assert (dense["piqa"]["paper"], dense["piqa"]["llada"], dense["piqa"]["diff_llada"]) == (
+        "74.00",
+        "73.60",
+        "0.50",
+    )
+    # arc_challenge: not in the pruning paper's dense row; the authors' 45.9 vs ours 43.00
+    arc = dense["arc_challenge"]
+    assert (arc["paper"], arc["llada"], arc["diff_llada"]) == ("", "45.90", "-2.90")
+    assert all(r["llada"] == "" for r in rows if r["method"] != "dense")
+    # with cfg 0.5 the cfg rows are the reference; other shots: none
+    tcfg = {"num_fewshot": 0, "cfg": 0.5, "mc_num": 128}
+    official = report._read_official(tmp_path / "official.csv")
+    assert report.official_reference(official, "P-8B", "piqa", tcfg) == 74.4
+    assert math.isnan(
+        report.official_reference(official, "P-8B", "piqa", {**tcfg, "num_fewshot": 5})
+    )
+    gen = {"gen_length": 256, "steps": 256, "block_length": 256}
+    assert report.official_reference(official, "P-8B", "gsm8k", gen) == 70.0
+    assert "LLaDA authors" in (out / "m" / "unstructured_vs_paper.md").read_text()
+
+
+def test_variant_options_get_their_own_rows_and_labels():
+    assert report.variant_label("sink") == "Sink-aware Wanda"
+    assert report.variant_label("sink-unweighted-rms") == "Sink-aware Wanda (ω ≡ 1, √mean‖X‖²)"
+    assert report.variant_label("wanda-owl") == "Wanda (OWL)"
+    from sinkprune.config import parse_variant
+
+    vs = [parse_variant(n) for n in ("dense", "sink-owl_unstructured_0.5", "wanda_unstructured_0.5",
+                                     "sink_unstructured_0.5", "wanda-owl_unstructured_0.5")]  # fmt: skip
+    names = [v.name for v in report.ordered_variants(vs, ("unstructured",))]
+    assert names == ["dense", "wanda_unstructured_0.5", "sink_unstructured_0.5",
+                     "wanda-owl_unstructured_0.5", "sink-owl_unstructured_0.5"]  # fmt: skip
+    # the paper's Δ pairs plain variants only; sink-owl is compared in the allocation report
+    assert report.baseline_variant(vs[1], vs) is None
+    assert report.baseline_variant(vs[3], vs) == vs[2]

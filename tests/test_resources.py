@@ -66,6 +66,12 @@ def test_forward_counts_follow_method_md():
     assert res.forwards("prune", **JOB, method="wanda") == 2 * 128  # each block runs twice
     assert res.forwards("prune", **JOB, method="sink_sgpt") == 2 * 128  # ω̄ from the scores
     assert res.forwards("prune", **JOB, method="magnitude") == 0
+    # dwanda: sequential over the noised copies (mask_repeats each, or one per grid level)
+    assert res.forwards("prune", **JOB, method="dwanda", mask_repeats=8) == 2 * 128 * 8
+    assert res.forwards("prune", **JOB, method="dwanda", noise="grid") == 2 * 128 * 10
+    # OWL: a dense scoring pass before the sequential pruning pass; none for sink
+    assert res.forwards("prune", **JOB, method="wanda", allocation="owl") == 2 * 2 * 128
+    assert res.forwards("prune", **JOB, method="sink", allocation="owl") == 0
 
 
 def test_gpu_hours_attention_mass_by_hand():
@@ -151,7 +157,17 @@ def test_threads_two_for_training_wide_embedded_models_else_one():
 def test_job_size_from_config_and_wildcards():
     cfg = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
     job = res.job_size("prune", cfg, {"model": "LLaDA-8B-Base", "variant": "sink_2of4_0.5"})
-    assert job == {"nsamples": 128, "seqlen": 4096, "timesteps": 10, "method": "sink"}
+    assert job == {
+        "nsamples": 128,
+        "seqlen": 4096,
+        "timesteps": 10,
+        "method": "sink",
+        "noise": "random",
+        "allocation": "uniform",
+        "mask_repeats": 8,
+    }
+    job = res.job_size("prune", cfg, {"model": "m", "variant": "wanda-owl_unstructured_0.5"})
+    assert (job["method"], job["allocation"]) == ("wanda", "owl")
     job = res.job_size("evaluate", cfg, {"model": "m", "variant": "dense", "task": "piqa"})
     assert job["task"] == "piqa" and job["task_cfg"]["mc_num"] == 128 and job["method"] == "dense"
     # rule evaluate runs every task of a variant in one job: its estimate is the sum + heldout

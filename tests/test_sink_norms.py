@@ -90,8 +90,9 @@ def recompute(files, variant):
 # ---------------------------------------------------------------- values ---
 @torch.no_grad()
 def reference_norms(files):
-    """{weighting: {"i.linear": a}}: a_c = Σ_x ‖(ωX)_c‖₂ (sink) and Σ_x ‖X_c‖₂ (none) in float64,
-    X from a plain forward of each noised x_t one at a time, captured by hooks."""
+    """{set: {"i.linear": a}}: a_c = Σ_x ‖(ωX)_c‖₂ (sink), Σ_x ‖X_c‖₂ (none) and the sums of the
+    squared norms (sink_sq, none_sq) in float64, X from a plain forward of each noised x_t one at
+    a time, captured by hooks."""
     model = load_model(files / "base", dtype=torch.float32)
     ad = get_adapter(model)
     calib = load_calibration(files / "samples.parquet")
@@ -105,33 +106,51 @@ def reference_norms(files):
         model(x[None])
     for h in handles:
         h.remove()
-    out = {"sink": {}, "none": {}}
+    out = {"sink": {}, "none": {}, "sink_sq": {}, "none_sq": {}}
     w = sinks.omega.double().numpy()
     for key, xs in seen.items():
         X = torch.cat(xs).double().numpy()  # (K, T, d)
-        out["sink"][key] = np.sqrt(((X * w[:, :, None]) ** 2).sum(axis=1)).sum(axis=0)
-        out["none"][key] = np.sqrt((X**2).sum(axis=1)).sum(axis=0)
+        sq = {"sink": ((X * w[:, :, None]) ** 2).sum(axis=1), "none": (X**2).sum(axis=1)}
+        for weighting, per_input in sq.items():
+            out[weighting][key] = np.sqrt(per_input).sum(axis=0)
+            out[f"{weighting}_sq"][key] = per_input.sum(axis=0)
     return out
 
 
 def test_file_layout_and_values_match_reference(files):
     tensors = load_file(files / "norms.safetensors")
-    assert len(tensors) == 2 * 2 * len(LINEARS)  # 2 weightings x 2 blocks x 7 linears
+    assert len(tensors) == 4 * 2 * len(LINEARS)  # 4 sets x 2 blocks x 7 linears
     ref = reference_norms(files)
-    for weighting in ("sink", "none"):
-        for key, a in ref[weighting].items():
-            got = tensors[f"{weighting}/{key}"]
+    for stored in ("sink", "none", "sink_sq", "none_sq"):
+        for key, a in ref[stored].items():
+            got = tensors[f"{stored}/{key}"]
             assert got.dtype == torch.float32
             np.testing.assert_allclose(got.double().numpy(), a, rtol=1e-5, err_msg=key)
     # ω in [0, 1) strictly lowers the norm of every column
     assert all((tensors[f"sink/{k}"] < tensors[f"none/{k}"]).all() for k in ref["sink"])
     meta = read_metadata(files / "norms.safetensors")
     assert meta["format"] == NORMS_FORMAT and meta["n_inputs"] == N * len(GRID)
-    assert meta["grid"] == [[s, t] for s, t in GRID] and meta["weightings"] == ["sink", "none"]
+    assert meta["grid"] == [[s, t] for s, t in GRID]
+    assert meta["stored"] == ["sink", "none", "sink_sq", "none_sq"]
+    # the `rms` statistic of the file is Wanda's sqrt(mean over inputs of ‖X_c‖²)
+    widths = [{n: 32 if n != "ff_out" else 64 for n in LINEARS}] * 2
+    loaded = load_norms(files / "norms.safetensors", 2, widths)
+    for key, sq in ref["none_sq"].items():
+        i, name = key.split(".", 1)
+        rms = loaded.block(int(i), "none", "rms")[name].double().numpy()
+        np.testing.assert_allclose(rms, np.sqrt(sq / (N * len(GRID))), rtol=1e-5, err_msg=key)
+
+
+def test_workflow_names_the_norms_format():
+    """rule sink_norms tracks the layout version as a param (so a new layout reruns it)."""
+    from pathlib import Path
+
+    common = (Path(__file__).resolve().parents[1] / "workflow/rules/common.smk").read_text()
+    assert f'NORMS_FORMAT = "{NORMS_FORMAT}"' in common
 
 
 def test_stored_norms_are_bit_identical_to_the_summed_norm_collector(files):
-    """The pair collector adds nothing to the `sink` accumulator: exactly SummedNorm's value."""
+    """The set collector adds nothing to the `sink` accumulator: exactly SummedNorm's value."""
     ad = get_adapter(load_model(files / "base", dtype=torch.float32))
     calib = load_calibration(files / "samples.parquet")
     sinks = load_sink_data(ad, calib, files / "scores.parquet", GRID, 1e-3, 0)
@@ -278,9 +297,10 @@ def test_dream_norms_roundtrip_and_gqa_sink_sp(tmp_path):
     widths = [{n: lin.in_features for n, lin in ad.linears(i).items()} for i in range(2)]
     loaded = load_norms(tmp_path / "n.safetensors", 2, widths)
     for w in ("sink", "none"):
-        for i in range(2):
-            for name, vec in norms.block(i, w).items():
-                assert torch.equal(loaded.block(i, w)[name], vec), (w, i, name)
+        for norm in ("summed", "rms"):
+            for i in range(2):
+                for name, vec in norms.block(i, w, norm).items():
+                    assert torch.equal(loaded.block(i, w, norm)[name], vec), (w, norm, i, name)
     spec = PruneSpec("sink_sp", 0.5, "structured")
     from_file = prune_model(
         get_adapter(copy.deepcopy(dense)), CalibrationData([0, 1, 2], x, None, loaded), spec

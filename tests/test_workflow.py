@@ -69,6 +69,31 @@ def test_micro_workflow_produces_tables(micro_run: Path):
     assert any(name.endswith(".tex") for name in tables)
     for csv in (res / "tables").rglob("*.csv"):
         pd.read_csv(csv)
+
+
+@pytest.mark.slow
+def test_micro_workflow_writes_the_ladder_and_the_allocation_report(micro_run: Path):
+    res = micro_run / "results"
+    ladder = pd.read_csv(res / "tables" / "ablation" / "sink_ladder.csv")
+    assert set(ladder["ladder"]) == {"wanda", "sparsegpt"}
+    assert list(ladder[ladder["ladder"] == "wanda"]["rung"].drop_duplicates()) == [
+        "1", "2", "3", "4", "5", "6", "total"
+    ]  # fmt: skip
+    assert ladder["delta"].notna().any()
+    assert (
+        "Wanda → sink-aware Wanda" in (res / "tables" / "ablation" / "sink_ladder.md").read_text()
+    )
+    alloc = pd.read_csv(res / "tables" / "allocation" / "tiny-dlm.csv")
+    pairs = alloc[alloc["reference"].notna()][["variant", "reference"]].drop_duplicates()
+    assert pairs.values.tolist() == [["sink-owl_unstructured_0.5", "sink_unstructured_0.5"]]
+    report = json.loads(
+        (
+            res / "tiny-dlm" / "pruned" / "sink-owl_unstructured_0.5" / "prune_report.json"
+        ).read_text()
+    )
+    assert abs(report["sparsity"]["overall"] - 0.5) <= 1e-6
+    assert report["allocation"]["kind"] == "owl"
+    assert (res / "figures" / "allocation" / "tiny-dlm.png").stat().st_size > 1000
     delta = pd.read_csv(res / "tables" / "pruning" / "tiny-dlm" / "unstructured_delta.csv")
     assert {"shakespeare_shuffle_lo", "shakespeare_shuffle_sig", "avg_hi"} <= set(delta.columns)
     main = pd.read_csv(res / "tables" / "pruning" / "tiny-dlm" / "unstructured.csv")

@@ -195,3 +195,58 @@ def noised_batch(
         rows.append(x)
         masks.append(m)
     return torch.stack(rows).to(token_ids.device), torch.stack(masks).to(token_ids.device)
+
+
+# ------------------------------------------------ DWANDA's random-t copies ---
+#: Tag in the seed of DWANDA's copies, so their stream never meets the grid's (seed, sample, step).
+DWANDA_STREAM = 0xD3A4DA
+
+
+def copy_generator(seed: int, sample_id: int, copy: int) -> torch.Generator:
+    """CPU generator of copy `copy` of sample `sample_id`: SeedSequence([seed, sample, copy, tag])."""
+    state = np.random.SeedSequence(
+        [int(seed), int(sample_id), int(copy), DWANDA_STREAM]
+    ).generate_state(2)
+    g = torch.Generator()
+    g.manual_seed(int(state[0]) << 32 | int(state[1]))
+    return g
+
+
+def random_t_copies(
+    sample_ids,
+    token_ids: torch.Tensor,
+    repeats: int,
+    t_min: float,
+    t_max: float,
+    spec: NoiseSpec,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DWANDA's calibration inputs: `repeats` noised copies of every window (sample-major: all
+    copies of sample 0 first), copy c of sample s with its own t ~ U[t_min, t_max] and each
+    position masked with p(t) = (1 − ε)·t + ε (`noise`, Dream's first/last kept), both drawn
+    from `copy_generator(spec.seed, s, c)`: the result depends on (sample, copy, spec) only.
+
+    Returns (x (N·repeats, T), t (N·repeats,) float64) on `token_ids`' device.
+    """
+    rows, ts = [], []
+    for sid, ids in zip(list(sample_ids), token_ids, strict=True):
+        for c in range(repeats):
+            g = copy_generator(spec.seed, int(sid), c)
+            u = torch.rand((), generator=g, dtype=torch.float64).item()
+            t = t_min + (t_max - t_min) * u
+            x, _ = noise(ids.cpu(), t, spec.eps, spec.mask_id, g, spec.keep_ends)
+            rows.append(x)
+            ts.append(t)
+    x = torch.stack(rows).to(token_ids.device)
+    return x, torch.tensor(ts, dtype=torch.float64)
+
+
+def grid_copies(
+    sample_ids, token_ids: torch.Tensor, grid: list[tuple[int, float]], spec: NoiseSpec
+) -> torch.Tensor:
+    """Every x_t of the diffusion grid (step-major, as `sinkprune.pruning.io.load_sink_data` and
+    rule sink_norms order them): exactly the inputs of the attention and sink stages."""
+    if not grid:
+        raise ValueError("diffusion: the timestep grid is empty (check steps/sample_interval)")
+    return torch.cat(
+        [noised_batch(sample_ids, token_ids, int(s), float(t), spec)[0] for s, t in grid]
+    )

@@ -6,19 +6,50 @@ cross-key rules below need Python. Every error names the offending key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .evaluation.estimator import task_estimator
 
 NM_TYPES = {"2:4": (2, 4), "4:8": (4, 8)}
 STRUCTURED_METHODS = {"wanda_sp", "sink_sp"}
-UNSTRUCTURED_METHODS = {"magnitude", "wanda", "sparsegpt", "sink", "sink_sgpt"}
+UNSTRUCTURED_METHODS = {"magnitude", "wanda", "dwanda", "sparsegpt", "sink", "sink_sgpt"}
 SINK_METHODS = {"sink", "sink_sgpt", "sink_sp"}
 #: sink-aware methods whose statistics come precomputed from rule sink_norms (no forward)
 NORM_METHODS = {"sink", "sink_sp"}
 #: what a variant name looks like (the Snakefile's wildcard constraint)
-VARIANT_PATTERN = r"dense|[a-z_]+_(unstructured|structured|2of4|4of8)_[0-9.]+"
+VARIANT_PATTERN = r"dense|[a-z_]+(-[a-z]+)*_(unstructured|structured|2of4|4of8)_[0-9.]+"
+
+#: Per-variant options a `pruning.grid[*]` entry may set (config/README.md#pruning):
+#: key -> (default, {non-default value: its token in the variant name}, methods that take it).
+#: A variant's name carries its non-default options, e.g. `sink-unweighted_unstructured_0.75`.
+VARIANT_OPTIONS: dict[str, tuple[str, dict[str, str], frozenset[str]]] = {
+    "noise": ("random", {"grid": "grid"}, frozenset({"dwanda"})),
+    "weighting": ("sink", {"none": "unweighted"}, frozenset(SINK_METHODS)),
+    "norm": ("summed", {"rms": "rms"}, frozenset(NORM_METHODS)),
+    "allocation": (
+        "uniform",
+        {"owl": "owl", "deeper": "deeper", "earlier": "earlier"},
+        frozenset(UNSTRUCTURED_METHODS),
+    ),
+}
+ALLOCATIONS = ("uniform", "owl", "deeper", "earlier")
+
+#: The ablation ladder from Wanda to sink-aware Wanda (issue #18): one change per rung, each rung
+#: a (method, options) pair; `pruning.ablation` adds every rung at its sparsities. What each rung
+#: changes against the one below is `LADDER_CHANGES` (docs/methods.md#ablation-ladder).
+WANDA_LADDER: tuple[tuple[str, dict[str, str]], ...] = (
+    ("wanda", {}),
+    ("dwanda", {}),
+    ("dwanda", {"noise": "grid"}),
+    ("sink", {"weighting": "none", "norm": "rms"}),
+    ("sink", {"weighting": "none"}),
+    ("sink", {}),
+)
+#: `sink_sgpt` differs from `sparsegpt` only by ω̄ (both clean and sequential), so its ω ≡ 1 rung
+#: is `sparsegpt` itself (bit-identical masks, tests/test_ablation.py): a two-rung ladder.
+SPARSEGPT_LADDER: tuple[tuple[str, dict[str, str]], ...] = (("sparsegpt", {}), ("sink_sgpt", {}))
+LADDERS = {"wanda": WANDA_LADDER, "sparsegpt": SPARSEGPT_LADDER}
 
 
 class ConfigError(ValueError):
@@ -148,21 +179,118 @@ def check_config(config: dict) -> None:
     t = config.get("diffusion", {})
     if t and t["sample_interval"] > t["steps"]:
         raise ConfigError("diffusion.sample_interval must be <= diffusion.steps")
+    check_variant_options(pruning)
+    check_allocation(pruning)
+    check_ablation(pruning)
+    check_dwanda(pruning)
+
+
+# ----------------------------------- baselines and ablations of issue #18: their own checks ---
+def check_variant_options(pruning: dict) -> None:
+    """`pruning.grid[*].{noise, weighting, norm, allocation}` only on the methods that take them;
+    `pruning.grid[*].models` only names models of pruning.models."""
+    for i, entry in enumerate(pruning.get("grid", [])):
+        unknown = [m for m in entry.get("models", []) if m not in pruning.get("models", [])]
+        if unknown:
+            raise ConfigError(
+                f"pruning.grid[{i}].models: {unknown} not in pruning.models "
+                f"({pruning.get('models', [])})"
+            )
+        for key, (_, _, takers) in VARIANT_OPTIONS.items():
+            if key not in entry:
+                continue
+            others = [m for m in entry["methods"] if m not in takers]
+            if others:
+                raise ConfigError(
+                    f"pruning.grid[{i}].{key}: applies to {sorted(takers)} only, not to "
+                    f"{others} (put them in a grid entry of their own)"
+                )
+
+
+def check_allocation(pruning: dict) -> None:
+    """Non-uniform `allocation` only for unstructured sparsity, with every layer's sparsity in
+    [0, 1]: OWL spreads the layers over less than ±2·lambda around the target (the normalised
+    outlier ratios span [0, 2·lambda] and are centred on their mean), a depth schedule over
+    exactly ±epsilon."""
+    owl = pruning.get("owl", {}).get("lambda", 0.08)
+    eps = pruning.get("schedule", {}).get("epsilon", 0.08)
+    for i, entry in enumerate(pruning.get("grid", [])):
+        allocation = entry.get("allocation", "uniform")
+        if allocation == "uniform":
+            continue
+        where = f"pruning.grid[{i}].allocation"
+        if entry["sparsity_type"] != "unstructured":
+            raise ConfigError(
+                f"{where}: '{allocation}' needs sparsity_type 'unstructured' (N:M fixes every "
+                f"group, structured removes the same units in every layer), got "
+                f"'{entry['sparsity_type']}'"
+            )
+        if allocation == "owl":
+            key, value, spread = "pruning.owl.lambda", owl, 2 * owl
+        else:
+            key, value, spread = "pruning.schedule.epsilon", eps, eps
+        for p in entry["sparsities"]:
+            if p - spread < 0 or p + spread > 1:
+                raise ConfigError(
+                    f"{where}: '{allocation}' at sparsity {p} with {key} = {value} can give a "
+                    f"layer a sparsity outside [0, 1] (needs {spread:g} <= sparsity <= "
+                    f"{1 - spread:g})"
+                )
+
+
+def check_ablation(pruning: dict) -> None:
+    """`pruning.ablation[*]`: the ladders take unstructured or N:M sparsity (N:M only at 0.5)."""
+    for i, entry in enumerate(pruning.get("ablation", [])):
+        stype = entry["sparsity_type"]
+        if stype in NM_TYPES and any(s != 0.5 for s in entry["sparsities"]):
+            raise ConfigError(
+                f"pruning.ablation[{i}].sparsities: N:M sparsity_type '{stype}' requires "
+                f"sparsity 0.5, got {entry['sparsities']}"
+            )
+
+
+def check_dwanda(pruning: dict) -> None:
+    """`pruning.dwanda`: t ~ U[t_min, t_max] needs t_min <= t_max."""
+    d = pruning.get("dwanda", {})
+    if d.get("t_min", 0.0) > d.get("t_max", 1.0):
+        raise ConfigError(
+            f"pruning.dwanda.t_min ({d['t_min']}) must be <= pruning.dwanda.t_max ({d['t_max']})"
+        )
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One pruned (or dense) checkpoint of a model: `{method}_{slug}_{sparsity}` or `dense`."""
+    """One pruned (or dense) checkpoint of a model: `{label}_{slug}_{sparsity}` or `dense`, where
+    the label is the method followed by a `-token` per non-default option (VARIANT_OPTIONS)."""
 
     method: str
     sparsity_type: str = "dense"
     sparsity: float = 0.0
+    noise: str = "random"
+    weighting: str = "sink"
+    norm: str = "summed"
+    allocation: str = "uniform"
+
+    @property
+    def options(self) -> dict[str, str]:
+        """The non-default options of this variant, in VARIANT_OPTIONS order."""
+        return {
+            key: getattr(self, key)
+            for key, (default, _, _) in VARIANT_OPTIONS.items()
+            if getattr(self, key) != default
+        }
+
+    @property
+    def label(self) -> str:
+        """The method part of the name: `sink`, `sink-unweighted-rms`, `wanda-owl`, ..."""
+        tokens = [VARIANT_OPTIONS[k][1][v] for k, v in self.options.items()]
+        return "-".join([self.method, *tokens])
 
     @property
     def name(self) -> str:
         if self.method == "dense":
             return "dense"
-        return f"{self.method}_{type_slug(self.sparsity_type)}_{self.sparsity:g}"
+        return f"{self.label}_{type_slug(self.sparsity_type)}_{self.sparsity:g}"
 
     @property
     def nm(self) -> tuple[int, int] | None:
@@ -179,24 +307,73 @@ def parse_variant(name: str) -> Variant:
     if name == "dense":
         return Variant("dense")
     slugs = {type_slug(t): t for t in ["unstructured", "structured", *NM_TYPES]}
+    by_token = {
+        token: (key, value)
+        for key, (_, tokens, _) in VARIANT_OPTIONS.items()
+        for value, token in tokens.items()
+    }
     for slug, stype in slugs.items():
         marker = f"_{slug}_"
         if marker in name:
-            method, sparsity = name.rsplit(marker, 1)
-            return Variant(method, stype, float(sparsity))
+            label, sparsity = name.rsplit(marker, 1)
+            method, *tokens = label.split("-")
+            unknown = [t for t in tokens if t not in by_token]
+            if unknown:
+                raise ValueError(f"not a variant name: {name!r} (unknown options {unknown})")
+            options = dict(by_token[t] for t in tokens)
+            return Variant(method, stype, float(sparsity), **options)
     raise ValueError(f"not a variant name: {name!r}")
 
 
+def grid_options(entry: dict) -> dict[str, str]:
+    """The per-variant options a `pruning.grid[*]` entry sets (only the keys it names)."""
+    return {key: entry[key] for key in VARIANT_OPTIONS if key in entry}
+
+
+def ladder_variants(ladder: str, sparsity_type: str, sparsity: float) -> list[Variant]:
+    """The rungs of ladder `wanda` or `sparsegpt` at one sparsity, bottom (the baseline) first."""
+    return [Variant(m, sparsity_type, float(sparsity), **o) for m, o in LADDERS[ladder]]
+
+
 def variants(config: dict, model: str) -> list[Variant]:
-    """dense first, then the pruning grid (if `model` is in pruning.models), in config order."""
+    """dense first, then the pruning grid (entries whose `models` include `model`), then the rungs
+    of `pruning.ablation` not already in the grid (if `model` is in pruning.models), in config
+    order, each name once."""
     out = [Variant("dense")]
     pruning = config.get("pruning", {})
     if model in pruning.get("models", []):
         for entry in pruning.get("grid", []):
+            if model not in entry.get("models", [model]):
+                continue
             for sparsity in entry["sparsities"]:
                 for method in entry["methods"]:
-                    out.append(Variant(method, entry["sparsity_type"], float(sparsity)))
-    return out
+                    options = grid_options(entry)
+                    out.append(Variant(method, entry["sparsity_type"], float(sparsity), **options))
+        for entry in pruning.get("ablation", []):
+            for sparsity in entry["sparsities"]:
+                for ladder in LADDERS:
+                    out += ladder_variants(ladder, entry["sparsity_type"], sparsity)
+    return list(dict.fromkeys(out))
+
+
+#: sink-aware method -> the method it modifies (method.md §5)
+BASELINE_OF = {"sink": "wanda", "sink_sgpt": "sparsegpt", "sink_sp": "wanda_sp"}
+
+
+def allocation_comparisons(vs: list[Variant]) -> list[tuple[Variant, Variant]]:
+    """(variant, reference) pairs of the allocation report, both in `vs`: every variant with a
+    non-uniform allocation against the same variant allocated uniformly, and a sink-aware one
+    against its baseline method with the same allocation (`sink-owl` vs `wanda-owl`)."""
+    names = set(vs)
+    pairs = []
+    for v in vs:
+        if v.allocation == "uniform":
+            continue
+        refs = [replace(v, allocation="uniform")]
+        if v.method in BASELINE_OF:
+            refs.append(replace(v, method=BASELINE_OF[v.method], weighting="sink", norm="summed"))
+        pairs += [(v, r) for r in refs if r in names]
+    return pairs
 
 
 def timestep_grid(config: dict) -> list[tuple[int, float]]:

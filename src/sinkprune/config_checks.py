@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import NM_TYPES, VARIANT_PATTERN, ConfigError, Variant
+from .config import NM_TYPES, VARIANT_PATTERN, ConfigError, Variant, grid_options
 
 #: tokens a generation prompt keeps at least (gen_length + this <= the model's maximum)
 MIN_PROMPT_TOKENS = 8
@@ -110,15 +110,16 @@ def check_finite(value, key: str = "") -> None:
 
 
 def check_variant_names(config: dict) -> None:
-    """Every grid point must get its own checkpoint name (`{method}_{slug}_{sparsity:g}`): 0.5 and
-    0.5000001 would share `wanda_unstructured_0.5` and be reported twice."""
+    """Every grid point must get its own checkpoint name (`{label}_{slug}_{sparsity:g}`, the label
+    carrying the entry's options): 0.5 and 0.5000001 would share `wanda_unstructured_0.5` and be
+    reported twice. (`pruning.ablation` may repeat grid variants: its rungs are added once.)"""
     seen: dict[str, str] = {}
     for i, entry in enumerate(config.get("pruning", {}).get("grid", [])):
         stype = entry["sparsity_type"]
         for j, sparsity in enumerate(entry["sparsities"]):
             for k, method in enumerate(entry["methods"]):
                 where = f"pruning.grid[{i}] (methods[{k}] {method!r}, sparsities[{j}] {sparsity!r})"
-                name = Variant(method, stype, float(sparsity)).name
+                name = Variant(method, stype, float(sparsity), **grid_options(entry)).name
                 if not re.fullmatch(VARIANT_PATTERN, name):
                     raise ConfigError(
                         f"pruning.grid[{i}].sparsities[{j}]: sparsity {sparsity!r} gives the "

@@ -37,18 +37,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from sinkprune.config import Variant, variants
+from sinkprune.config import BASELINE_OF, Variant, variants
 from sinkprune.statistics import LEVEL, SIGNIFICANT_MARK, PairedDelta, paired_delta_groups
 
 log = logging.getLogger(__name__)
 
 MISSING = "—"
-#: sink-aware method -> the baseline it modifies (method.md §5)
-BASELINE_OF = {"sink": "wanda", "sink_sgpt": "sparsegpt", "sink_sp": "wanda_sp"}
 METHOD_ORDER = [
     "dense",
     "magnitude",
     "wanda",
+    "dwanda",
     "sink",
     "sparsegpt",
     "sink_sgpt",
@@ -59,11 +58,21 @@ METHOD_LABELS = {
     "dense": "Dense",
     "magnitude": "Magnitude",
     "wanda": "Wanda",
+    "dwanda": "DWANDA",
     "sink": "Sink-aware Wanda",
     "sparsegpt": "SparseGPT",
     "sink_sgpt": "Sink-aware SparseGPT",
     "wanda_sp": "Wanda-sp",
     "sink_sp": "Sink-aware Wanda-sp",
+}
+#: how a variant option reads after the method's label (docs/methods.md)
+OPTION_LABELS = {
+    "grid": "t grid",
+    "unweighted": "ω ≡ 1",
+    "rms": "√mean‖X‖²",
+    "owl": "OWL",
+    "deeper": "deeper sparser",
+    "earlier": "earlier sparser",
 }
 TASK_LABELS = {
     "mmlu": "MMLU",
@@ -340,7 +349,17 @@ def load_results(
 
 
 def _key(v: Variant) -> dict:
-    return {"sparsity_type": v.sparsity_type, "sparsity": float(v.sparsity), "method": v.method}
+    """The key columns of a row; `method` is the variant's label (`sink-owl` for options)."""
+    return {"sparsity_type": v.sparsity_type, "sparsity": float(v.sparsity), "method": v.label}
+
+
+def variant_label(label: str) -> str:
+    """'sink-unweighted-rms' -> 'Sink-aware Wanda (ω ≡ 1, √mean‖X‖²)'; plain methods as before."""
+    method, *tokens = label.split("-")
+    name = METHOD_LABELS.get(method, method)
+    if not tokens:
+        return name
+    return f"{name} ({', '.join(OPTION_LABELS.get(t, t) for t in tokens)})"
 
 
 # ---------------------------------------------------------------- comparing ---
@@ -372,16 +391,13 @@ def compare(res: ModelResults, a: str, b: str, col: str) -> PairedDelta | None:
 
 
 def baseline_variant(v: Variant, vs: Sequence[Variant]) -> Variant | None:
-    """The baseline of a sink-aware variant at the same sparsity, if it is in `vs`."""
+    """The baseline of a sink-aware variant at the same sparsity, if it is in `vs`. Variants with
+    options (ablation rungs, allocations) have their own reports (sink_ladder, allocation)."""
     base = BASELINE_OF.get(v.method)
-    return next(
-        (
-            u
-            for u in vs
-            if u.method == base and u.sparsity_type == v.sparsity_type and u.sparsity == v.sparsity
-        ),
-        None,
-    )
+    if base is None or v.options:
+        return None
+    want = Variant(base, v.sparsity_type, v.sparsity)
+    return want if want in vs else None
 
 
 def _put(row: dict, col: str, d: PairedDelta | None) -> None:
@@ -396,7 +412,15 @@ def ordered_variants(vs: Sequence[Variant], types: Sequence[str]) -> list[Varian
     """dense, then the variants of `types` by (type, sparsity), methods in METHOD_ORDER."""
     picked = [v for v in vs if v.sparsity_type in types]
     rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    picked.sort(key=lambda v: (types.index(v.sparsity_type), v.sparsity, rank.get(v.method, 99)))
+    picked.sort(
+        key=lambda v: (
+            types.index(v.sparsity_type),
+            v.sparsity,
+            len(v.options),  # the paper's methods first, then options (ablation, allocation)
+            rank.get(v.method, 99),
+            v.label,
+        )
+    )
     return [v for v in vs if v.method == "dense"] + picked
 
 
@@ -452,30 +476,73 @@ def delta_table(res: ModelResults, vs: Sequence[Variant], cols: Sequence[str]) -
     return pd.DataFrame(rows, columns=out_cols)
 
 
+def official_reference(
+    official: pd.DataFrame | None, paper_name: str, task: str, tcfg: Mapping
+) -> float:
+    """The LLaDA authors' dense number for `task` measured with the config's settings of it
+    (resources/llada_official_eval.csv: num_fewshot, cfg, mc_num of a likelihood task; gen_length,
+    steps, block_length of a generation task); NaN where they publish none for these settings."""
+    if official is None:
+        return math.nan
+    rows = official[(official["model"] == paper_name) & (official["task"] == task)]
+    for r in rows.to_dict("records"):
+        if r["eval_type"] == "gen":
+            same = all(
+                float(r[k]) == float(tcfg.get(k, math.nan))
+                for k in ("gen_length", "steps", "block_length")
+            )
+        else:
+            same = (
+                float(r["num_fewshot"]) == float(tcfg.get("num_fewshot", 0))
+                and float(r["cfg"]) == float(tcfg.get("cfg", 0.0))
+                and float(r["mc_num"]) == float(tcfg.get("mc_num", 128))
+            )
+        if same:
+            return float(r["value"])
+    return math.nan
+
+
 def paper_table(
-    published: pd.DataFrame, paper_name: str, kind: str, table: pd.DataFrame, tasks: Sequence[str]
+    published: pd.DataFrame,
+    paper_name: str,
+    kind: str,
+    table: pd.DataFrame,
+    tasks: Sequence[str],
+    official: pd.DataFrame | None = None,
+    task_cfgs: Mapping[str, Mapping] | None = None,
 ) -> pd.DataFrame:
     """Long table of every published number of (paper_name, kind) beside ours, joined on
-    (method, sparsity, task); ours is NaN where we have no result, diff = ours − paper."""
+    (method, sparsity, task); ours is NaN where we have no result, diff = ours − paper. Dense rows
+    also carry the LLaDA authors' own number under the config's settings (`llada`, `diff_llada`,
+    `official_reference`), with a dense row for every evaluated task they publish and the pruning
+    paper does not."""
     types = KINDS[kind][0]
     pub = published[(published["model"] == paper_name) & (published["pruning"].isin(types))]
+    task_cfgs = task_cfgs or {}
     rows = []
+
+    def ours_of(method: str, stype: str, sparsity: float, task: str) -> float:
+        match = table[
+            (table["method"] == method)
+            & (table["sparsity_type"] == stype)
+            & ((table["sparsity"] - sparsity).abs() < 1e-9)
+        ]
+        if match.empty:
+            return math.nan
+        r = match.iloc[0]
+        if task == "avg8":
+            vals = [r[t] for t in AVG8_TASKS if t in tasks]
+            return sum(vals) / 8 if len(vals) == 8 else math.nan
+        return float(r[task]) if task in tasks else math.nan
+
     for rec in pub.itertuples(index=False):
         stype = "dense" if rec.method == "dense" else rec.pruning
-        match = table[
-            (table["method"] == rec.method)
-            & (table["sparsity_type"] == stype)
-            & ((table["sparsity"] - float(rec.sparsity)).abs() < 1e-9)
-        ]
-        ours = math.nan
-        if not match.empty:
-            r = match.iloc[0]
-            if rec.benchmark == "avg8":
-                vals = [r[t] for t in AVG8_TASKS if t in tasks]
-                ours = sum(vals) / 8 if len(vals) == 8 else math.nan
-            elif rec.benchmark in tasks:
-                ours = float(r[rec.benchmark])
-        paper = float(rec.value)
+        ours = ours_of(rec.method, stype, float(rec.sparsity), rec.benchmark)
+        llada = math.nan
+        if rec.method == "dense" and rec.benchmark in task_cfgs:
+            llada = official_reference(
+                official, paper_name, rec.benchmark, task_cfgs[rec.benchmark]
+            )
         rows.append(
             {
                 "sparsity_type": stype,
@@ -483,11 +550,34 @@ def paper_table(
                 "method": rec.method,
                 "task": rec.benchmark,
                 "ours": ours,
-                "paper": paper,
-                "diff": ours - paper,
+                "paper": float(rec.value),
+                "diff": ours - float(rec.value),
+                "llada": llada,
+                "diff_llada": ours - llada,
             }
         )
-    return pd.DataFrame(rows, columns=[*KEY_COLS, "task", "ours", "paper", "diff"])
+    if kind == "unstructured":  # the dense rows live in the unstructured table
+        shown = {r["task"] for r in rows if r["method"] == "dense"}
+        for task, tcfg in task_cfgs.items():
+            llada = official_reference(official, paper_name, task, tcfg)
+            if task in shown or math.isnan(llada):
+                continue
+            ours = ours_of("dense", "dense", 0.0, task)
+            rows.append(
+                {
+                    "sparsity_type": "dense",
+                    "sparsity": 0.0,
+                    "method": "dense",
+                    "task": task,
+                    "ours": ours,
+                    "paper": math.nan,
+                    "diff": math.nan,
+                    "llada": llada,
+                    "diff_llada": ours - llada,
+                }
+            )
+    cols = [*KEY_COLS, "task", "ours", "paper", "diff", "llada", "diff_llada"]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def heldout_table(res: ModelResults, vs: Sequence[Variant]) -> pd.DataFrame:
@@ -539,6 +629,8 @@ def column_label(col: str) -> str:
         "ours": "Ours",
         "paper": "Paper",
         "diff": "Δ",
+        "llada": "LLaDA authors",
+        "diff_llada": "Δ LLaDA",
         "task": "Task",
         "baseline": "Baseline",
     }.get(col, col)
@@ -558,7 +650,7 @@ def _fmt(x, signed: bool = False, digits: int = 2) -> str:
     if _isnan(x):
         return MISSING
     if isinstance(x, str):
-        return TASK_LABELS.get(x, METHOD_LABELS.get(x, x))
+        return TASK_LABELS.get(x, variant_label(x))
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
@@ -611,7 +703,7 @@ def _cells(
             starts.append(i)
             prev = block
         cells = [(setting_label(r["sparsity_type"], float(r["sparsity"])), False, False)]
-        cells.append((METHOD_LABELS.get(r["method"], r["method"]), False, False))
+        cells.append((variant_label(r["method"]), False, False))
         cells += [(_fmt(r[c]), False, False) for c in extra]
         for c in value_cols:
             text, sig = _cell(r, c, signed=c in signed_cols)
@@ -754,15 +846,18 @@ def build_tables(
     calibration: Mapping | None = None,
     diffusion: Mapping | None = None,
     claims_path: str | Path | None = None,
+    official_csv: str | Path | None = None,
 ) -> list[Path]:
     """All tables of every model of `evaluation.models` into `out_dir` (and `claims_path`, the
     claims summary, when given); returns the files. `eval_files`: the result files (task JSONs,
-    heldout.json), as paths or an index."""
+    heldout.json), as paths or an index. `official_csv`: the LLaDA authors' dense numbers
+    (resources/llada_official_eval.csv), the second reference of the `_vs_paper` tables."""
     files = eval_files if isinstance(eval_files, Mapping) else index_eval_files(eval_files)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = dict(evaluation["tasks"])
     published = _read_published(published_csv)
+    official = _read_official(official_csv)
     written: list[Path] = []
     claims: dict[str, pd.DataFrame] = {}
     for model in evaluation.get("models", []):
@@ -798,14 +893,17 @@ def build_tables(
                     note=NOTE,
                 )
             if paper_name and published is not None:
-                ptable = paper_table(published, paper_name, kind, table, list(tasks))
+                ptable = paper_table(
+                    published, paper_name, kind, table, list(tasks), official, tasks
+                )
                 if not ptable.empty:
                     written += write_table(
                         ptable,
                         out_dir / model / f"{kind}_vs_paper",
                         f"{title}, ours vs published ({paper_name}): {settings}",
-                        ["ours", "paper", "diff"],
-                        signed_cols=["diff"],
+                        ["ours", "paper", "diff", "llada", "diff_llada"],
+                        signed_cols=["diff", "diff_llada"],
+                        note=PAPER_NOTE,
                     )
         if held:
             written += write_table(
@@ -830,6 +928,29 @@ def build_tables(
 
 def _all_types() -> tuple[str, ...]:
     return tuple(t for types, _ in KINDS.values() for t in types)
+
+
+PAPER_NOTE = (
+    "Paper: the pruning paper's release (resources/paper_results.csv). LLaDA authors: their own "
+    "lm-eval numbers for the dense model (resources/llada_official_eval.csv), shown only where "
+    "they were measured with this config's settings of the task (shots, cfg, mc_num; "
+    "gen_length/steps/block_length). Δ = ours − reference, percentage points."
+)
+
+
+def _read_official(path: str | Path | None) -> pd.DataFrame | None:
+    """resources/llada_official_eval.csv (columns checked), or None when not given."""
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"{path}: LLaDA reference file not found")
+    df = pd.read_csv(path)
+    need = {"model", "task", "setting", "num_fewshot", "cfg", "mc_num", "gen_length", "steps",
+            "block_length", "value", "eval_type"}  # fmt: skip
+    if not need <= set(df.columns):
+        raise ReportError(f"{path}: needs columns {sorted(need)}, has {list(df.columns)}")
+    return df
 
 
 def _read_published(path: str | Path | None) -> pd.DataFrame | None:
@@ -1077,6 +1198,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("config")
     p.add_argument("--results", default="results")
     p.add_argument("--published", default="resources/paper_results.csv")
+    p.add_argument("--official", default="resources/llada_official_eval.csv")
     a = p.parse_args(argv)
     cfg = yaml.safe_load(Path(a.config).read_text())
     common = dict(
@@ -1092,6 +1214,7 @@ def main(argv: list[str] | None = None) -> None:
         files,
         res / "tables" / "pruning",
         published_csv=a.published,
+        official_csv=a.official,
         claims_path=res / "tables" / "claims.md",
         **common,
     )

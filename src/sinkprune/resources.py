@@ -12,7 +12,10 @@ Used by workflow/rules/common.smk (`resources:` of each rule, through `mem_mb_fo
   of `sink` / `sink_sp`, once per model) = samples × timesteps; `sink` / `sink_sp` prunes = 0
   (mask selection from the norms file); Wanda/SparseGPT/`sink_sgpt`/Wanda-sp = 2 per sample
   (sequential, block by block: each block runs every window for its statistics and again, pruned,
-  for the next block's inputs; `sink_sgpt` reads ω̄ from the scores); evaluation
+  for the next block's inputs; `sink_sgpt` reads ω̄ from the scores); `dwanda` = 2 per noised
+  copy (`pruning.dwanda.mask_repeats` per sample, or one per grid level with `noise: grid`);
+  `allocation: owl` adds one dense scoring pass (2 per input) to the sequential methods and
+  nothing to `sink` / `magnitude` (docs/methods.md#layer-wise-allocation); evaluation
   (loglikelihood) = requests × rows per request (× 2 with classifier-free guidance), generation =
   requests × steps. Rows per request follow `evaluation.estimator` (`rows_per_request`): mc_num
   for the standard protocol; 2^ℓ − 1 when the task's typical answer length ℓ is enumerated
@@ -158,7 +161,9 @@ def job_size(stage: str, config: Mapping, wildcards: Mapping | None = None) -> d
     if variant:
         from sinkprune.config import parse_variant
 
-        out["method"] = parse_variant(variant).method
+        v = parse_variant(variant)
+        out.update(method=v.method, noise=v.noise, allocation=v.allocation)
+        out["mask_repeats"] = config.get("pruning", {}).get("dwanda", {}).get("mask_repeats", 8)
     tasks = config.get("evaluation", {}).get("tasks", {})
     task = _get(wildcards, "task")
     if task:
@@ -213,7 +218,11 @@ def forwards(stage: str, **job) -> float:
             return 0
         # wanda, sparsegpt, sink_sgpt (ω̄ read from the scores), wanda_sp: sequential on clean
         # windows; every block runs each window twice (statistics, then the pruned outputs)
-        return 2 * n
+        inputs = n
+        if method == "dwanda":  # sequential on the noised copies
+            inputs = n * (k if job.get("noise") == "grid" else job.get("mask_repeats", 8))
+        passes = 2 if job.get("allocation") == "owl" else 1  # OWL's dense scoring pass first
+        return 2 * inputs * passes
     return 0
 
 
@@ -392,8 +401,9 @@ def paper_gpu_hours(config: Mapping) -> list[dict]:
         if model in config.get("pruning", {}).get("models", []):
             by_method: dict[str, list[float]] = {}
             for v in vs[1:]:
-                h = gpu_hours("prune", mcfg, **{**job, "method": v.method})
-                by_method.setdefault(v.method, []).append(h)
+                vjob = job_size("prune", config, {"variant": v.name})
+                h = gpu_hours("prune", mcfg, **vjob)
+                by_method.setdefault(v.label, []).append(h)
             for method, hours in by_method.items():
                 rows.append(_row(model, f"prune ({method})", len(hours), sum(hours)))
         if model in config.get("evaluation", {}).get("models", []):

@@ -5,15 +5,18 @@ do not depend on the sparsity, the N:M pattern or the structured ratio. Stage `s
 the dense model once over every (sample, step) x_t — regenerated exactly as the attention stage
 saw them — and stores per linear
 
-  a_c = Σ_(sample, step) ‖(ωX)_c‖₂   (weighting `sink`: token rows scaled by ω = 1 − s)
-  a_c = Σ_(sample, step) ‖X_c‖₂      (weighting `none`: ω ≡ 1, for the unweighted ablation)
+  a_c = Σ_(sample, step) ‖(ωX)_c‖₂   (set `sink`: token rows scaled by ω = 1 − s)
+  a_c = Σ_(sample, step) ‖X_c‖₂      (set `none`: ω ≡ 1, the unweighted ablation rung)
+  Σ_(sample, step) ‖(ωX)_c‖₂², Σ_(sample, step) ‖X_c‖₂²   (sets `sink_sq`, `none_sq`: Wanda's
+                                      statistic over the same inputs, for `norm: rms`)
 
-so every `sink` / `sink_sp` variant of the model is a mask selection with no forward.
+so every `sink` / `sink_sp` variant of the model, ablation rungs included, is a mask selection
+with no forward.
 
 Artifact `results/{model}/sinks/norms.safetensors`: one fp32 tensor (d_in,) per
-(weighting, block, linear) named `{weighting}/{block}.{linear}` (e.g. `sink/0.q_proj`,
-`none/31.ff_out`), and one metadata entry `sinkprune`: a JSON object with `format`
-(`NORMS_FORMAT`), `n_inputs` and the settings that fixed the inputs (grid, eps, noise seed,
+(set, block, linear) named `{set}/{block}.{linear}` (e.g. `sink/0.q_proj`, `none_sq/31.ff_out`),
+and one metadata entry `sinkprune`: a JSON object with `format` (`NORMS_FORMAT`; version 2 added
+the `_sq` sets), `n_inputs` and the settings that fixed the inputs (grid, eps, noise seed,
 sample ids, batch size, work dtype). Written to `.tmp` and renamed; the same inputs give the same
 bytes.
 """
@@ -28,11 +31,11 @@ from pathlib import Path
 
 import torch
 
-from .pruning.base import WEIGHTINGS, SinkNorms
+from .pruning.base import STORED, SinkNorms
 
 log = logging.getLogger(__name__)
 
-NORMS_FORMAT = "sinkprune.sink_norms/1"
+NORMS_FORMAT = "sinkprune.sink_norms/2"
 METADATA_KEY = "sinkprune"  # the safetensors metadata entry holding the JSON header
 
 
@@ -83,7 +86,7 @@ def load_norms(
     path: str | Path,
     n_layers: int,
     in_features: dict[str, int] | list[dict[str, int]],
-    weightings: tuple[str, ...] = WEIGHTINGS,
+    stored: tuple[str, ...] = STORED,
 ) -> SinkNorms:
     """SinkNorms from a norms file, checked against the model: `n_layers` blocks and, per block,
     {linear: d_in} (one dict for all blocks, or one per block after structured changes)."""
@@ -93,7 +96,7 @@ def load_norms(
     tensors = load_file(str(path))
     per_block = in_features if isinstance(in_features, list) else [in_features] * n_layers
     norms: dict[str, list[dict[str, torch.Tensor]]] = {}
-    for w in weightings:
+    for w in stored:
         blocks = []
         for i in range(n_layers):
             block = {}
@@ -180,7 +183,7 @@ def compute_sink_norms(
         "batch_size": batch_size,
         "n_layers": adapter.n_layers,
         "linear_names": list(adapter.linear_names),
-        "weightings": list(norms.norms),
+        "stored": list(norms.norms),
         "device": str(dev),
         "dtype": str(work_dtype).removeprefix("torch."),
     }

@@ -7,6 +7,9 @@ from pathlib import Path
 from sinkprune import resources as res
 from sinkprune.config import VARIANT_PATTERN, parse_variant, validate_config, variants
 from sinkprune.config import NORM_METHODS, SINK_METHODS, timestep_grid  # rule prune
+
+# ablation.smk
+from sinkprune.config import LADDERS, allocation_comparisons, ladder_variants
 from sinkprune.config_checks import check_config_files, check_run_settings
 from sinkprune.config_checks import exit_on_config_error
 
@@ -81,6 +84,11 @@ def variant_names(model):
 
 
 # --------------------------------------------------------------- pruning ---
+#: the layout version of norms.safetensors (= sinkprune.sink_norms.NORMS_FORMAT, checked by
+#: tests/test_sink_norms.py; not imported here, which would load torch at DAG-build time)
+NORMS_FORMAT = "sinkprune.sink_norms/2"
+
+
 # Input and params functions of rule `prune` (workflow/rules/pruning.smk, method.md §5).
 def prune_inputs(wildcards):
     """Dense model and calibration windows; the sink norms for `sink` / `sink_sp` (no forward in
@@ -90,28 +98,38 @@ def prune_inputs(wildcards):
         "model": model_dir(wildcards),
         "samples": f"{RESULTS}/{wildcards.model}/calibration/samples.parquet",
     }
-    method = parse_variant(wildcards.variant).method
-    if method in NORM_METHODS:
+    v = parse_variant(wildcards.variant)
+    if v.method in NORM_METHODS:
         inputs["norms"] = f"{RESULTS}/{wildcards.model}/sinks/norms.safetensors"
-    elif method in SINK_METHODS:
+    elif v.method in SINK_METHODS and v.weighting != "none":  # ω̄ ≡ 1 needs no scores
         inputs["scores"] = f"{RESULTS}/{wildcards.model}/sinks/scores.parquet"
     return inputs
 
 
 def prune_params(wildcards):
-    """Settings prune_checkpoint needs for this variant's method, and only those (a changed
-    SparseGPT blocksize does not rerun Wanda variants; the noise settings of sink / sink_sp are
-    params of rule sink_norms, whose output is their input)."""
-    method = parse_variant(wildcards.variant).method
+    """Settings prune_checkpoint needs for this variant, and only those (a changed SparseGPT
+    blocksize does not rerun Wanda variants, a changed OWL lambda only the OWL variants; the noise
+    settings of sink / sink_sp are params of rule sink_norms, whose output is their input).
+    """
+    v = parse_variant(wildcards.variant)
+    pruning = config["pruning"]
+    noise = {
+        "eps": config["diffusion"]["eps"],
+        "noise_seed": config["calibration"]["seed"],
+    }
     out = {"seed": config["seed"]}
-    if method in {"sparsegpt", "sink_sgpt"}:
-        out.update(config["pruning"]["sparsegpt"])
-    if method in SINK_METHODS - NORM_METHODS:
-        out.update(
-            grid=timestep_grid(config),
-            eps=config["diffusion"]["eps"],
-            noise_seed=config["calibration"]["seed"],
-        )
+    if v.method in {"sparsegpt", "sink_sgpt"}:
+        out.update(pruning["sparsegpt"])
+    if v.method in SINK_METHODS - NORM_METHODS and v.weighting != "none":
+        out.update(grid=timestep_grid(config), **noise)
+    if v.method == "dwanda" and v.noise == "grid":
+        out.update(grid=timestep_grid(config), **noise)
+    elif v.method == "dwanda":
+        out.update(pruning["dwanda"], **noise)
+    if v.allocation == "owl":
+        out.update(owl_m=pruning["owl"]["m"], owl_lambda=pruning["owl"]["lambda"])
+    elif v.allocation in {"deeper", "earlier"}:
+        out.update(schedule_epsilon=pruning["schedule"]["epsilon"])
     return out
 
 
@@ -318,6 +336,73 @@ def eval_targets():
     ]
 
 
+def ablated_models():
+    """Models that are pruned and evaluated: the ones the ladder and allocation reports cover."""
+    evaluated = config["evaluation"].get("models", [])
+    return [m for m in config["pruning"].get("models", []) if m in evaluated]
+
+
+def ladder_variant_names(model):
+    """Every rung of every `pruning.ablation` entry of `model` (config.WANDA_LADDER, ...)."""
+    return [
+        v.name
+        for entry in config["pruning"].get("ablation", [])
+        for sparsity in entry["sparsities"]
+        for ladder in LADDERS
+        for v in ladder_variants(ladder, entry["sparsity_type"], sparsity)
+    ]
+
+
+def eval_files(model, names):
+    tasks = list(config["evaluation"]["tasks"])
+    return [
+        f"{RESULTS}/{model}/eval/{v}/{name}"
+        for v in names
+        for name in [f"{t}.json" for t in tasks] + ["heldout.json"]
+    ]
+
+
+def ladder_inputs(wildcards):
+    """The eval files of every rung (rule sink_ladder)."""
+    return [f for m in ablated_models() for f in eval_files(m, ladder_variant_names(m))]
+
+
+def allocation_variant_names(model):
+    """Variants of `model` with a non-uniform allocation, and the variants they are compared
+    with: the same method uniform, and the baseline method with the same allocation."""
+    pairs = allocation_comparisons(variants(config, model))
+    return list(dict.fromkeys(v.name for pair in pairs for v in pair))
+
+
+def allocation_params(wildcards):
+    """The compared variants of the job's model (params of rule allocation)."""
+    return allocation_variant_names(wildcards.model)
+
+
+def allocation_inputs(wildcards):
+    """prune_report.json (per-layer sparsities) and eval files of the compared variants."""
+    names = allocation_variant_names(wildcards.model)
+    return {
+        "reports": [
+            f"{RESULTS}/{wildcards.model}/pruned/{v}/prune_report.json" for v in names
+        ],
+        "evals": eval_files(wildcards.model, names),
+    }
+
+
+def ablation_targets():
+    """The ladder table (when `pruning.ablation` is set) and the allocation table and figure of
+    every pruned and evaluated model with a non-uniform allocation."""
+    out = []
+    if config["pruning"].get("ablation") and ablated_models():
+        out += [f"{RESULTS}/tables/ablation/sink_ladder.{ext}" for ext in ("md", "csv")]
+    for m in ablated_models():
+        if allocation_variant_names(m):
+            out += [f"{RESULTS}/tables/allocation/{m}.{ext}" for ext in ("md", "csv")]
+            out += [f"{RESULTS}/figures/allocation/{m}.{ext}" for ext in ("png", "pdf")]
+    return out
+
+
 def report_targets():
     """Table and figure folders of sinkprune.report (rules tables, figures)."""
     if not config["evaluation"].get("models"):
@@ -333,4 +418,5 @@ def all_targets():
         + prune_targets()
         + eval_targets()
         + report_targets()
+        + ablation_targets()
     )

@@ -6,6 +6,7 @@ rule tables:
     input:
         evals=eval_targets(),
         published=f"{workflow.basedir}/resources/paper_results.csv",  # shipped with the repo
+        official=f"{workflow.basedir}/resources/llada_official_eval.csv",
     output:
         tables=report(
             directory(f"{RESULTS}/tables/pruning"),

@@ -50,6 +50,8 @@ rule sink_norms:
         grid=timestep_grid(config),
         eps=config["diffusion"]["eps"],
         noise_seed=config["calibration"]["seed"],
+        # the file layout's version: not read by the script, tracked so a new layout reruns
+        norms_format=NORMS_FORMAT,
     script:
         "../scripts/sink_norms.py"
 

@@ -15,6 +15,7 @@ files = build_tables(
     p.evaluation,
     p.pruning,
     published_csv=snakemake.input.published,
+    official_csv=snakemake.input.official,
     calibration=p.calibration,
     diffusion=p.diffusion,
     claims_path=snakemake.output.claims,

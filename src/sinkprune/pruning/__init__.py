@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import torch
 
+from .allocation import Allocation, allocate
 from .base import CalibrationData, PruneSpec, PruningMethod, Result, SinkData
+from .dwanda import DWanda
 from .magnitude import Magnitude
 from .sink import Sink
 from .sink_sgpt import SinkSGPT
@@ -17,11 +19,12 @@ from .structured import SinkSP, WandaSP
 from .wanda import Wanda
 
 METHODS: dict[str, type[PruningMethod]] = {
-    cls.name: cls for cls in (Magnitude, Wanda, SparseGPT, Sink, SinkSGPT, WandaSP, SinkSP)
+    cls.name: cls for cls in (Magnitude, Wanda, DWanda, SparseGPT, Sink, SinkSGPT, WandaSP, SinkSP)
 }
 
 __all__ = [
     "METHODS",
+    "Allocation",
     "CalibrationData",
     "PruneSpec",
     "PruningMethod",
@@ -41,7 +44,8 @@ def get_method(name: str) -> PruningMethod:
 
 
 def prune_model(adapter, calib: CalibrationData, spec: PruneSpec) -> Result:
-    """Prune the adapter's model in place with `spec.method`; `dense` returns an empty Result."""
+    """Prune the adapter's model in place with `spec.method` and `spec.allocation` (the layer-wise
+    plan is made on the dense model first); `dense` returns an empty Result."""
     if spec.method == "dense":
         return Result(spec.keep_masks)
     method = get_method(spec.method)
@@ -52,7 +56,10 @@ def prune_model(adapter, calib: CalibrationData, spec: PruneSpec) -> Result:
     torch.manual_seed(spec.seed)
     adapter.model.eval()
     with torch.no_grad():
-        return method.prune(adapter, calib, spec)
+        alloc = allocate(method, adapter, calib, spec)
+        result = method.prune(adapter, calib, spec, alloc)
+    result.allocation = alloc.as_report()
+    return result
 
 
 def prune_checkpoint(*args, **kwargs):

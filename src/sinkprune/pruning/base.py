@@ -29,6 +29,22 @@ class PruneSpec:
     batch_size: int = 8
     seed: int = 0
     keep_masks: bool = True
+    # per-variant options (sinkprune.config.VARIANT_OPTIONS, config/README.md#pruning)
+    noise: str = "random"  # dwanda: random t per copy, or the sink stage's grid of x_t
+    weighting: str = "sink"  # sink, sink_sgpt, sink_sp: rows scaled by ω, or ω ≡ 1 ("none")
+    norm: str = "summed"  # sink, sink_sp: Σ‖X_c‖ ("summed") or sqrt(mean ‖X_c‖²) ("rms")
+    allocation: str = "uniform"  # layer-wise sparsity: uniform, owl, deeper, earlier
+    # noising of dwanda (pruning.dwanda, diffusion.eps, calibration.seed, the timestep grid)
+    mask_repeats: int = 8
+    t_min: float = 0.0
+    t_max: float = 1.0
+    eps: float = 1e-3
+    noise_seed: int = 0
+    grid: tuple[tuple[int, float], ...] = ()
+    # allocation settings (pruning.owl, pruning.schedule)
+    owl_m: float = 5.0
+    owl_lambda: float = 0.08
+    schedule_epsilon: float = 0.08
 
     @property
     def nm(self) -> tuple[int, int] | None:
@@ -52,28 +68,46 @@ class SinkData:
     mean_omega: torch.Tensor
 
 
-#: Row weightings of the summed norms of `sink` / `sink_sp`: ω = 1 − s (the method) or ω ≡ 1.
+#: Row weightings of the norms of `sink` / `sink_sp`: ω = 1 − s (the method) or ω ≡ 1.
 WEIGHTINGS = ("sink", "none")
+#: How the per-input norms are combined: Σ ‖X_c‖ (the method) or Wanda's sqrt(mean ‖X_c‖²).
+NORMS = ("summed", "rms")
+#: The stored sums: `{weighting}` = Σ ‖(ωX)_c‖₂, `{weighting}_sq` = Σ ‖(ωX)_c‖₂².
+STORED = ("sink", "none", "sink_sq", "none_sq")
 
 
 @dataclass
 class SinkNorms:
-    """The summed column norms a_c of `sink` / `sink_sp` (method.md §5), from one dense pass.
+    """The column statistics of `sink` / `sink_sp` (method.md §5), from one dense pass.
 
-    norms[weighting][i][linear] is a (d_in,) fp32 vector for block i: weighting `sink` scales each
-    token row by ω, `none` takes ω ≡ 1. Computed by `sinkprune.pruning.sink.sink_norms` (or read
-    from `results/{model}/sinks/norms.safetensors`, `sinkprune.sink_norms`).
+    norms[set][i][linear] is a (d_in,) fp32 vector for block i, summed over the `n_inputs` noised
+    inputs: set `sink` = Σ ‖(ωX)_c‖₂ (rows scaled by ω), `none` the same with ω ≡ 1, `sink_sq` /
+    `none_sq` the sums of the squared norms. Computed by `sinkprune.pruning.sink.sink_norms` (or
+    read from `results/{model}/sinks/norms.safetensors`, `sinkprune.sink_norms`).
     """
 
     norms: dict[str, list[dict[str, torch.Tensor]]]
     n_inputs: int
 
-    def block(self, i: int, weighting: str = "sink") -> dict[str, torch.Tensor]:
-        if weighting not in self.norms:
+    def block(
+        self, i: int, weighting: str = "sink", norm: str = "summed"
+    ) -> dict[str, torch.Tensor]:
+        """Block i's norm vectors: a_c = Σ ‖(ωX)_c‖ (`summed`, method.md §5) or
+        sqrt(Σ ‖(ωX)_c‖² / n_inputs) (`rms`, Wanda's statistic over the same inputs)."""
+        if weighting not in WEIGHTINGS or norm not in NORMS:
             raise ValueError(
-                f"sink norms: weighting {weighting!r} not stored (have {sorted(self.norms)})"
+                f"sink norms: weighting {weighting!r} / norm {norm!r}; expected one of "
+                f"{WEIGHTINGS} / {NORMS}"
             )
-        return self.norms[weighting][i]
+        key = weighting if norm == "summed" else f"{weighting}_sq"
+        if key not in self.norms:
+            raise ValueError(
+                f"sink norms: {key!r} not stored (have {sorted(self.norms)}); rerun rule sink_norms"
+            )
+        block = self.norms[key][i]
+        if norm == "summed":
+            return block
+        return {name: (v / self.n_inputs).sqrt() for name, v in block.items()}
 
 
 @dataclass
@@ -96,7 +130,8 @@ def mask_digest(mask: torch.Tensor) -> str:
 @dataclass
 class Result:
     """Per-linear pruned counts (key "{layer}.{linear}"), mask digests, optional masks,
-    structured removals {layer: {"heads": [...], "channels": [...]}} and per-linear extras."""
+    structured removals {layer: {"heads": [...], "channels": [...]}}, per-linear extras and the
+    layer-wise allocation (Allocation.as_report())."""
 
     keep_masks: bool = True
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -105,6 +140,7 @@ class Result:
     digests: dict[str, str] = field(default_factory=dict)
     removed: dict[int, dict[str, list[int]]] = field(default_factory=dict)
     info: dict[str, dict] = field(default_factory=dict)
+    allocation: dict = field(default_factory=dict)
 
     def record(self, key: str, mask: torch.Tensor) -> None:
         self.pruned[key] = int(mask.sum().item())
@@ -120,6 +156,16 @@ class Result:
     def overall_sparsity(self) -> float:
         total = sum(self.numel.values())
         return sum(self.pruned.values()) / total if total else 0.0
+
+    def layer_sparsity(self) -> dict[str, float]:
+        """Achieved sparsity per block (pruned share of its linears' weights), by block index."""
+        pruned: dict[str, int] = {}
+        numel: dict[str, int] = {}
+        for key, n in self.numel.items():
+            block = key.split(".", 1)[0]
+            pruned[block] = pruned.get(block, 0) + self.pruned[key]
+            numel[block] = numel.get(block, 0) + n
+        return {b: pruned[b] / numel[b] for b in sorted(numel, key=int)}
 
 
 def apply_mask(linear: torch.nn.Linear, mask: torch.Tensor) -> None:
@@ -138,8 +184,17 @@ class PruningMethod:
     #: 'row' (Wanda's per-output comparison group) or 'matrix' (magnitude's global threshold)
     scope: ClassVar[str] = "row"
 
-    def prune(self, adapter, calib: CalibrationData, spec: PruneSpec) -> Result:
+    def prune(self, adapter, calib: CalibrationData, spec: PruneSpec, alloc=None) -> Result:
+        """Prune in place; `alloc` (sinkprune.pruning.allocation.Allocation, None = uniform)
+        gives the exact number of weights to prune per linear when the allocation is not
+        uniform."""
         raise NotImplementedError
+
+    def block_scores(self, adapter, calib: CalibrationData, spec: PruneSpec, visit) -> None:
+        """Call visit(i, {linear: importance scores}) for every block, scored on the *dense*
+        model as the method scores weights (for OWL, which needs every layer's scores before
+        block 0 is pruned)."""
+        raise NotImplementedError(f"method {self.name!r} has no per-weight importance scores")
 
     @staticmethod
     def sink_data(calib: CalibrationData, method: str) -> SinkData:
@@ -158,11 +213,13 @@ def mask_linear(
     result: Result,
     key: str,
     scope: str = "row",
+    count: int | None = None,
 ) -> torch.Tensor:
-    """Select the mask from `scores` (unstructured per `scope`, or N:M), zero it, record it."""
+    """Select the mask from `scores` (unstructured per `scope`, or N:M; exactly `count` weights
+    when an allocation gives one), zero it, record it."""
     from .select import select_mask
 
-    mask = select_mask(scores, spec.sparsity, spec.sparsity_type, scope)
+    mask = select_mask(scores, spec.sparsity, spec.sparsity_type, scope, count)
     apply_mask(linear, mask)
     result.record(key, mask)
     return mask

@@ -122,6 +122,27 @@ def norms_provenance(norms_path: str | Path, meta: dict) -> dict:
     }
 
 
+def dwanda_provenance(spec: PruneSpec, n_samples: int) -> dict:
+    """The calibration block of prune_report.json for `dwanda` (its noised inputs)."""
+    if spec.noise == "grid":
+        return {
+            "noise": "grid",
+            "grid": [[int(s), float(t)] for s, t in spec.grid],
+            "eps": spec.eps,
+            "noise_seed": spec.noise_seed,
+            "noised_inputs": n_samples * len(spec.grid),
+        }
+    return {
+        "noise": "random",
+        "mask_repeats": spec.mask_repeats,
+        "t_min": spec.t_min,
+        "t_max": spec.t_max,
+        "eps": spec.eps,
+        "noise_seed": spec.noise_seed,
+        "noised_inputs": n_samples * spec.mask_repeats,
+    }
+
+
 # ------------------------------------------------------------------ outputs ---
 def save_checkpoint(model, base_dir: str | Path, out_dir: str | Path, dtype=None) -> dict[str, str]:
     """save_pretrained (safetensors) + the family's standalone modelling files and `auto_map`
@@ -193,7 +214,11 @@ def build_report(adapter, result: Result, spec: PruneSpec, before: dict, **extra
         "sparsity_type": spec.sparsity_type,
         "target_sparsity": spec.sparsity,
         "spec": spec.as_dict(),
-        "sparsity": {"overall": overall, "per_linear": per_linear},
+        "sparsity": {
+            "overall": overall,
+            "per_layer": result.layer_sparsity(),
+            "per_linear": per_linear,
+        },
         "zero_fraction": {
             "overall": float(np.mean(list(zeros.values()))),
             "per_linear": zeros,
@@ -221,6 +246,8 @@ def build_report(adapter, result: Result, spec: PruneSpec, before: dict, **extra
         }
     if result.info:
         report["solver"] = result.info
+    if result.allocation:
+        report["allocation"] = result.allocation
     report.update(extra)
     return report
 
@@ -249,11 +276,19 @@ def prune_checkpoint(
     threads: int = 1,
     device: str | None = None,
     timing_path: str | Path | None = None,
+    mask_repeats: int = 8,
+    t_min: float = 0.0,
+    t_max: float = 1.0,
+    owl_m: float = 5.0,
+    owl_lambda: float = 0.08,
+    schedule_epsilon: float = 0.08,
 ) -> dict:
     """Stage `prune`: load the dense model, prune it as `variant` says, save HF dir + report.
 
     `sink` / `sink_sp` read their statistics from `norms_path` (rule sink_norms) and run no
-    forward; `sink_sgpt` regenerates x_t and reads ω̄ from `scores_path`.
+    forward; `sink_sgpt` regenerates x_t and reads ω̄ from `scores_path`; `dwanda` noises the
+    windows itself (`mask_repeats`, `t_min`, `t_max`, or the `grid`, with `eps`, `noise_seed`).
+    The variant's options (noise, weighting, norm, allocation) come from its name.
     The report holds only what the inputs and settings determine, so a rerun writes it
     byte-identical; wall-clock times and peak memory go to `timing_path` (the rule's log folder).
     """
@@ -274,6 +309,19 @@ def prune_checkpoint(
         batch_size=batch_size,
         seed=seed,
         keep_masks=False,
+        noise=v.noise,
+        weighting=v.weighting,
+        norm=v.norm,
+        allocation=v.allocation,
+        mask_repeats=mask_repeats,
+        t_min=t_min,
+        t_max=t_max,
+        eps=eps,
+        noise_seed=noise_seed,
+        grid=tuple((int(s), float(t)) for s, t in grid),
+        owl_m=owl_m,
+        owl_lambda=owl_lambda,
+        schedule_epsilon=schedule_epsilon,
     )
     dev = pick_device(device)
     if dev.type == "cuda":
@@ -284,6 +332,8 @@ def prune_checkpoint(
     calib = load_calibration(samples_path)
     uses_norms = v.method != "dense" and get_method(v.method).uses_norms
     needs_sinks = v.method != "dense" and get_method(v.method).needs_sinks and not uses_norms
+    needs_sinks = needs_sinks and v.weighting != "none"  # sink_sgpt with ω̄ ≡ 1 is sparsegpt
+    noised = v.method == "dwanda"
     norms_meta = None
     if uses_norms:
         if norms_path is None:
@@ -337,6 +387,7 @@ def prune_checkpoint(
             "noise_seed": noise_seed if needs_sinks else None,
             "noised_inputs": int(calib.sinks.tokens.shape[0]) if needs_sinks else 0,
             **(norms_provenance(norms_path, norms_meta) if uses_norms else {}),
+            **(dwanda_provenance(spec, len(calib.sample_ids)) if noised else {}),
         },
         seed=seed,
         device=str(dev),

@@ -88,13 +88,49 @@ def parse_nm(sparsity_type: str) -> tuple[int, int] | None:
     return NM_TYPES[sparsity_type]
 
 
-def select_mask(scores: torch.Tensor, sparsity: float, sparsity_type: str, scope: str = "row"):
-    """Unstructured (per `scope`: 'row' or 'matrix') or N:M mask from a score matrix."""
+def per_row_count_mask(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """Prune exactly `count` weights, spread over the rows as evenly as possible: every row its
+    k = ⌊count/rows⌋ lowest, and the r = count mod rows rows whose (k+1)-th lowest score is
+    smallest (ties: lower row) one more. With r = 0 this is `per_row_mask` at p = k/d_in."""
+    rows, cols = scores.shape
+    if not 0 <= count <= scores.numel():
+        raise ValueError(f"cannot prune {count} of {scores.numel()} weights")
+    k, r = divmod(count, rows)
+    mask = lowest_k(scores, k, dim=1)
+    if r:
+        nxt = torch.kthvalue(scores.float().cpu(), k + 1, dim=1).values
+        extra = torch.sort(nxt, stable=True).indices[:r].to(scores.device)
+        mask[extra] = lowest_k(scores[extra], k + 1, dim=1)
+    return mask
+
+
+def per_matrix_count_mask(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """Prune exactly the `count` lowest scores of the whole matrix (stable order)."""
+    return lowest_k(scores.reshape(-1), count, dim=0).view_as(scores)
+
+
+def select_mask(
+    scores: torch.Tensor,
+    sparsity: float,
+    sparsity_type: str,
+    scope: str = "row",
+    count: int | None = None,
+):
+    """Unstructured (per `scope`: 'row' or 'matrix') or N:M mask from a score matrix. With
+    `count` (a non-uniform layer-wise allocation) exactly that many weights are pruned."""
     nm = parse_nm(sparsity_type)
     if nm is not None:
+        if count is not None:
+            raise ValueError("a layer-wise allocation (count) does not apply to N:M sparsity")
         return nm_mask(scores, *nm)
+    if scope not in ("row", "matrix"):
+        raise ValueError(f"unknown selection scope {scope!r} (expected 'row' or 'matrix')")
+    if count is not None:
+        return (
+            per_row_count_mask(scores, count)
+            if scope == "row"
+            else per_matrix_count_mask(scores, count)
+        )
     if scope == "row":
         return per_row_mask(scores, sparsity)
-    if scope == "matrix":
-        return per_matrix_mask(scores, sparsity)
-    raise ValueError(f"unknown selection scope {scope!r} (expected 'row' or 'matrix')")
+    return per_matrix_mask(scores, sparsity)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .allocation import block_counts
 from .select import lowest_k
 
 log = logging.getLogger(__name__)
@@ -75,29 +76,31 @@ def sparsegpt_solve(
     percdamp: float = 0.01,
     max_retries: int = 3,
     name: str = "linear",
+    count: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, SolverInfo]:
     """Prune W (any dtype) with Hessian H; returns (new W in fp32, pruned mask, SolverInfo).
 
     Unstructured: in every block of `blocksize` columns the ⌊p·numel⌋ lowest W²/diag(U)² over all
-    rows jointly are pruned. N:M: at every m-th column, the n lowest of the next m per row.
+    rows jointly are pruned; with `count` (a layer-wise allocation) exactly `count` weights,
+    apportioned over the column blocks by size (`allocation.block_counts`). N:M: at every m-th
+    column, the n lowest of the next m per row.
     """
-    W = W.detach().clone().float()
-    H = H.detach().clone().float().to(W.device)
+    W, H, dead = _prepared(W, H)
     rows, cols = W.shape
     if nm is not None and (blocksize % nm[1] or cols % nm[1]):
         raise ValueError(
             f"{name}: N:M {nm[0]}:{nm[1]} needs pruning.sparsegpt.blocksize ({blocksize}) and the "
             f"input dimension ({cols}) to be multiples of {nm[1]}"
         )
-    dead = torch.diag(H) == 0
-    H[dead, dead] = 1
-    W[:, dead] = 0
+    if count is not None and nm is not None:
+        raise ValueError(f"{name}: a layer-wise allocation (count) does not apply to N:M")
+    per_block = None if count is None else block_counts(count, cols, rows, blocksize)
     U, damp, retries = inverse_cholesky(H, percdamp, max_retries, name)
     del H
 
     mask = torch.zeros_like(W, dtype=torch.bool)
     losses = torch.zeros(rows, device=W.device)
-    for i1 in range(0, cols, blocksize):
+    for b, i1 in enumerate(range(0, cols, blocksize)):
         i2 = min(i1 + blocksize, cols)
         U1 = U[i1:i2, i1:i2]
         d = torch.diag(U1)
@@ -106,7 +109,8 @@ def sparsegpt_solve(
         W1t = W[:, i1:i2].T.contiguous()
         if nm is None:
             score = W1t.T**2 / d.unsqueeze(0) ** 2
-            mask1t = lowest_k(score.reshape(-1), int(score.numel() * sparsity), dim=0)
+            k = int(score.numel() * sparsity) if per_block is None else per_block[b]
+            mask1t = lowest_k(score.reshape(-1), k, dim=0)
             mask1t = mask1t.view_as(score).T.contiguous()
         else:
             mask1t = torch.zeros_like(W1t, dtype=torch.bool)
@@ -129,3 +133,25 @@ def sparsegpt_solve(
         W[:, i2:] -= Err1t.T.contiguous() @ U[i1:i2, i2:]
     info = SolverInfo(damp, retries, int(dead.sum().item()), float(losses.sum().item()))
     return W, mask, info
+
+
+def _prepared(W: torch.Tensor, H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fp32 copies of W and H with dead inputs (H_ii = 0) set to H_ii = 1 and W[:, i] = 0."""
+    W = W.detach().clone().float()
+    H = H.detach().clone().float().to(W.device)
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    return W, H, dead
+
+
+@torch.no_grad()
+def obs_scores(
+    W: torch.Tensor, H: torch.Tensor, percdamp: float = 0.01, name: str = "linear"
+) -> torch.Tensor:
+    """SparseGPT's selection score W²/diag(U)² of the unpruned W (what the solver compares in its
+    first column block, before any update): the importance OWL uses for `sparsegpt` /
+    `sink_sgpt`."""
+    W, H, _ = _prepared(W, H)
+    U, _, _ = inverse_cholesky(H, percdamp, name=name)
+    return W**2 / torch.diag(U).unsqueeze(0) ** 2

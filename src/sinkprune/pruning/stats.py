@@ -62,16 +62,41 @@ class SummedNorm:
         return self.value
 
 
-class SinkNormPair:
-    """Sink's a_c for both weightings from the same inputs: `sink` (rows scaled by ω) and `none`
-    (ω ≡ 1). One statistics pass serves `sink`, `sink_sp` and their unweighted ablation."""
+class SummedSquaredNorm:
+    """Σ over samples (and timesteps) of ‖(ωX)_c‖₂²: Wanda's r_c times the number of inputs."""
 
     def __init__(self, d_in: int, device=None):
-        self.by_weighting = {"sink": SummedNorm(d_in, device), "none": SummedNorm(d_in, device)}
+        self.value = torch.zeros(d_in, dtype=torch.float32, device=device)
+        self.nsamples = 0
 
     def add(self, x: torch.Tensor, w: torch.Tensor | None = None) -> None:
-        self.by_weighting["sink"].add(x, w)
-        self.by_weighting["none"].add(x, None)
+        x = _rows(x, w)
+        self.value += x.pow(2).sum(dim=(0, 1)).to(self.value.device)
+        self.nsamples += x.shape[0]
+
+
+class SinkNormSet:
+    """The sums of `sink` / `sink_sp` from the same inputs (sinkprune.pruning.base.STORED):
+    Σ‖(ωX)_c‖ (`sink`), Σ‖X_c‖ (`none`, ω ≡ 1) and their squared-norm sums (`sink_sq`,
+    `none_sq`). One statistics pass serves `sink`, `sink_sp` and their ablation rungs."""
+
+    def __init__(self, d_in: int, device=None):
+        self.sums = {
+            "sink": SummedNorm(d_in, device),
+            "none": SummedNorm(d_in, device),
+            "sink_sq": SummedSquaredNorm(d_in, device),
+            "none_sq": SummedSquaredNorm(d_in, device),
+        }
+
+    def add(self, x: torch.Tensor, w: torch.Tensor | None = None) -> None:
+        plain = _rows(x, None)
+        weighted = _rows(plain, w)  # the same product as _rows(x, w): bit-identical sums
+        for key, stat in self.sums.items():
+            stat.add(weighted if key.startswith("sink") else plain)
+
+    @property
+    def values(self) -> dict[str, torch.Tensor]:
+        return {key: stat.value for key, stat in self.sums.items()}
 
 
 class Hessian:

@@ -145,7 +145,7 @@ class WandaSP(PruningMethod):
     name = "wanda_sp"
     structured = True
 
-    def prune(self, adapter, calib: CalibrationData, spec: PruneSpec) -> Result:
+    def prune(self, adapter, calib: CalibrationData, spec: PruneSpec, alloc=None) -> Result:
         result, before, s = Result(spec.keep_masks), _sizes(adapter), adapter.structure
         device = adapter.device
 
@@ -176,11 +176,11 @@ class SinkSP(PruningMethod):
     needs_sinks = True
     uses_norms = True
 
-    def prune(self, adapter, calib: CalibrationData, spec: PruneSpec) -> Result:
+    def prune(self, adapter, calib: CalibrationData, spec: PruneSpec, alloc=None) -> Result:
         result, before, s = Result(spec.keep_masks), _sizes(adapter), adapter.structure
         norms = norms_for(adapter, calib, spec, self.name)
         for i in range(adapter.n_layers):
-            block = norms.block(i)
+            block = norms.block(i, spec.weighting, spec.norm)
             result.removed[i] = choose_units(
                 adapter, i, block[s["o"]], block[s["down"]], spec.sparsity
             )
