@@ -296,10 +296,15 @@ def test_variants_of_default_config_round_trip():
     expected = ["dense"]
     for entry in config["pruning"]["grid"]:
         slug = entry["sparsity_type"].replace(":", "of")
+        alloc = "" if entry.get("allocation", "uniform") == "uniform" else f"-{entry['allocation']}"
         for s in entry["sparsities"]:
-            expected += [f"{m}_{slug}_{s:g}" for m in entry["methods"]]
+            expected += [f"{m}{alloc}_{slug}_{s:g}" for m in entry["methods"]]
+    # then the ablation ladders' rungs that the grid does not already hold
+    rungs = ["dwanda", "dwanda-grid", "sink-unweighted-rms", "sink-unweighted"]
+    (ladder,) = config["pruning"]["ablation"]
+    expected += [f"{m}_{ladder['sparsity_type']}_{s:g}" for s in ladder["sparsities"] for m in rungs]
     assert [v.name for v in got] == expected
-    assert len(got) == 1 + 5 * 2 + 5 + 2 * 2
+    assert len(got) == 1 + 5 * 2 + 5 + 2 * 2 + 2 + 4
     for v in got:
         assert parse_variant(v.name) == v
 

@@ -238,7 +238,7 @@ CASES = [
         lambda c: c["pruning"]["grid"].append(
             {"sparsity_type": "unstructured", "methods": ["sink"], "sparsities": [0.5]}
         ),
-        ("pruning.grid[2] (methods[0] 'sink'", "sink_unstructured_0.5"),
+        ("pruning.grid[3] (methods[0] 'sink'", "sink_unstructured_0.5"),
     ),
     Case("sparsity-not-decimal", put("pruning.grid[0].sparsities", [1e-5]), ("sparsities[0]",)),
     # ---- sequence lengths against each model's maximum (32 in the micro config)

@@ -206,11 +206,17 @@ def test_every_stage_in_the_rules_has_a_formula():
 def test_paper_gpu_hours_rows():
     cfg = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
     rows = res.paper_gpu_hours(cfg)
-    n_models = len(cfg["models"])
-    n_methods = len({m for e in cfg["pruning"]["grid"] for m in e["methods"]})
-    # attention_mass, sink_norms, one prune row per method, one per task, heldout, ppl
-    per_model = 1 + 1 + n_methods + len(cfg["evaluation"]["tasks"]) + 1 + 1
-    assert len(rows) == n_models * per_model
+    for model in cfg["models"]:
+        methods = {
+            m if e.get("allocation", "uniform") == "uniform" else f"{m}-{e['allocation']}"
+            for e in cfg["pruning"]["grid"]
+            if model in e.get("models", [model])
+            for m in e["methods"]
+        }
+        # attention_mass, sink_norms, one prune row per method (and allocation), one per task,
+        # heldout, ppl
+        per_model = 1 + 1 + len(methods) + len(cfg["evaluation"]["tasks"]) + 1 + 1
+        assert sum(r["model"] == model for r in rows) == per_model, model
     assert all(r["gpu_hours"] >= 0 for r in rows)
 
 
