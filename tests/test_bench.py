@@ -15,16 +15,25 @@ torch.set_num_threads(1)
 
 def test_gpu_check_runs_every_stage_on_cpu():
     record = run_check(
-        shape=SMALL, device="cpu", dtype=torch.float32, steps=2, n_requests=2, mc_num=4, mc_batch=4
+        shape=SMALL,
+        device="cpu",
+        dtype=torch.float32,
+        steps=2,
+        n_requests=2,
+        mc_num=4,
+        mc_batch=4,
+        estimator_items=1,
     )
     stages = [r["stage"] for r in record["stages"]]
     assert stages == ["build_model", "attention_mass", "sink_scores", "sink_norms",
-                      "mc_loglikelihood", "prune_sink", "build_model_again", "prune_sink_sgpt"]  # fmt: skip
+                      "mc_loglikelihood", "estimator_throughput", "prune_sink", "build_model_again", "prune_sink_sgpt"]  # fmt: skip
     by = {r["stage"]: r for r in record["stages"]}
     assert by["attention_mass"]["forwards"] == 2 * 2 and by["sink_norms"]["forwards"] == 4
     assert by["attention_mass"]["rows"] == 2 * 2 * SMALL["n_layers"] * SMALL["max_sequence_length"]
     assert by["prune_sink"]["sparsity"] == 0.5 and by["prune_sink_sgpt"]["sparsity"] == 0.5
     assert by["mc_loglikelihood"]["finite"] and not record["ran_on_gpu"]
+    est = by["estimator_throughput"]
+    assert est["requests"] == 4 and est["speedup"] > 0 and len(est["requests_per_s"]) == 2
     assert all(r["seconds"] >= 0 and r["peak_gpu_mb"] is None for r in record["stages"])
     json.dumps(record)
 

@@ -161,6 +161,7 @@ def run_check(
     mc_num: int = 128,
     mc_batch: int = 32,
     batch_size: int = 8,
+    estimator_items: int = 5,
 ) -> dict:
     """Every stage on a random-weight model; returns the JSON-serialisable record."""
     from sinkprune.calibration import NoiseSpec
@@ -204,9 +205,15 @@ def run_check(
         "mc_loglikelihood",
         lambda: likelihood_stage(adapter, n_requests, mc_num, mc_batch, cfg=0.5),
     )
-    # ---- issue #19 (the lead adds it here): the MC estimator helper's GPU throughput ----
-    # ---- measurement on this 8B-shaped model, as one more stage:                       ----
-    # ---- stages("estimator_throughput", lambda: <its function>(adapter, ...))           ----
+
+    def estimator():  # issue #19: today's path vs the fast estimator, requests/s on this shape
+        from sinkprune.bench.likelihood import device_check
+
+        check = device_check(adapter, device, n_items=estimator_items, context_len=min(256, T - 16))
+        return {"requests": check["requests"], "speedup": round(check["speedup"], 3),
+                "requests_per_s": {r["setting"]: r["requests_per_s"] for r in check["rows"]}}  # fmt: skip
+
+    stages("estimator_throughput", estimator)
 
     def sink_prune():
         calib.norms = holder["norms"]
