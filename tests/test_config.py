@@ -302,7 +302,9 @@ def test_variants_of_default_config_round_trip():
     # then the ablation ladders' rungs that the grid does not already hold
     rungs = ["dwanda", "dwanda-grid", "sink-unweighted-rms", "sink-unweighted"]
     (ladder,) = config["pruning"]["ablation"]
-    expected += [f"{m}_{ladder['sparsity_type']}_{s:g}" for s in ladder["sparsities"] for m in rungs]
+    expected += [
+        f"{m}_{ladder['sparsity_type']}_{s:g}" for s in ladder["sparsities"] for m in rungs
+    ]
     assert [v.name for v in got] == expected
     assert len(got) == 1 + 5 * 2 + 5 + 2 * 2 + 2 + 4
     for v in got:
