@@ -211,9 +211,7 @@ def build_ladder_table(
     """Rule `sink_ladder`: both ladders of every `pruning.ablation` setting of every model, from
     the evaluation results; writes the Markdown and the long CSV (numbers with the Markdown's
     decimals), returns the records."""
-    import pandas as pd
-
-    from sinkprune.report import decimals, index_eval_files, load_results
+    from sinkprune.report import index_eval_files, load_results, write_records_csv
 
     files = eval_files if isinstance(eval_files, Mapping) else index_eval_files(eval_files)
     records: list[dict] = []
@@ -230,13 +228,6 @@ def build_ladder_table(
     md_path, csv_path = Path(md_path), Path(csv_path)
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(ladder_markdown(records, cols))
-    df = pd.DataFrame(records, columns=CSV_COLUMNS)
-    for c in ("value", "stderr", "delta", "delta_lo", "delta_hi"):
-        df[c] = [
-            "" if math.isnan(x) else f"{x:.{decimals(m)}f}"
-            for x, m in zip(df[c], df["metric"], strict=True)
-        ]
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(csv_path, index=False)
+    write_records_csv(records, CSV_COLUMNS, csv_path)
     log.info("wrote %s and %s (%d records)", md_path, csv_path, len(records))
     return records

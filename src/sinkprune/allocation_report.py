@@ -213,9 +213,7 @@ def build_allocation_report(
 ) -> list[dict]:
     """Rule `allocation`: the table (Markdown, long CSV) and the per-block sparsity figure of
     `names` (the allocated variants and their references) of one model."""
-    import pandas as pd
-
-    from sinkprune.report import decimals, index_eval_files, load_results
+    from sinkprune.report import decimals, index_eval_files, load_results, write_records_csv
 
     if not names:
         raise ValueError(f"allocation report of {model}: no variant with a non-uniform allocation")
@@ -233,14 +231,9 @@ def build_allocation_report(
     md, csv = map(Path, table_paths)
     md.parent.mkdir(parents=True, exist_ok=True)
     md.write_text(allocation_markdown(model, records, cols))
-    df = pd.DataFrame(records, columns=CSV_COLUMNS)
-    for c in ("value", "stderr", "delta", "delta_lo", "delta_hi"):
-        df[c] = [
-            "" if math.isnan(x) else f"{x:.{6 if m.startswith('sparsity') else decimals(m)}f}"
-            for x, m in zip(df[c], df["metric"], strict=True)
-        ]
-    csv.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(csv, index=False)
+    write_records_csv(
+        records, CSV_COLUMNS, csv, lambda m: 6 if m.startswith("sparsity") else decimals(m)
+    )
     write_figure(layer_sparsity_figure(layers, model), figure_paths)
     log.info("wrote %s, %s and %s", md, csv, ", ".join(map(str, figure_paths)))
     return records

@@ -646,6 +646,21 @@ def decimals(col: str) -> int:
     return 3 if lower_is_better(col.removesuffix(STDERR).removesuffix(LO).removesuffix(HI)) else 2
 
 
+def write_records_csv(
+    records: list[dict], columns: list[str], path: str | Path, digits=decimals
+) -> None:
+    """Comparison records (value, stderr, delta and its CI per `metric`) as a CSV: numbers shown
+    with `digits(metric)` decimals, NaN as an empty cell."""
+    df = pd.DataFrame(records, columns=columns)
+    for c in ("value", "stderr", "delta", "delta_lo", "delta_hi"):
+        df[c] = [
+            "" if math.isnan(x) else f"{x:.{digits(m)}f}"
+            for x, m in zip(df[c], df["metric"], strict=True)
+        ]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+
+
 def _fmt(x, signed: bool = False, digits: int = 2) -> str:
     if _isnan(x):
         return MISSING
