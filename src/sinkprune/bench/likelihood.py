@@ -5,8 +5,8 @@ last_word and minimal-pair items): requests/s and forwards of
 
 - the standard protocol as `sinkprune_dlm` runs it with every estimator option off: each request
   alone, `mc_num` = 128 rows in forwards of `batch_size` = 32 rows (`mc_loglikelihood`);
-- the estimator options of the embedded default (`agreement.FAST`) through `likelihood.estimate`,
-  whose rounds of many items share forwards of up to 64 rows;
+- the fast estimator's options (`agreement.FAST`, config/fast_estimator.yaml) through
+  `likelihood.estimate`, whose rounds of many items share forwards of up to 64 rows;
 - the same options with one item at a time (max_active = 1), which shows what the shared
   forwards are worth.
 
@@ -113,7 +113,7 @@ def device_check(
     seed: int = 0,
 ) -> dict:
     """The log-likelihood part of a device check (issue #13's GPU check): requests/s of today's
-    path and of the embedded default's estimator (`agreement.FAST`, forwards of 64 rows) on
+    path and of the fast estimator (`agreement.FAST`, forwards of 64 rows) on
     `n_items` × `n_choices` synthetic requests with the adapter's model (any weights) on
     `device`. JSON-serialisable."""
     from .agreement import FAST
