@@ -134,43 +134,37 @@ def build_model(
     """A model of `family` from `models.<name>.arch`; `kind: ar` makes it causal."""
     if kind not in {"dlm", "ar"}:
         raise ValueError(f"models.<name>.kind: expected 'dlm' or 'ar', got {kind!r}")
-    if family == "dream":
-        return build_dream(arch, kind, vocab_size, mask_id)
-    if family != "llada":
+    if family not in {"llada", "dream"}:
         raise ValueError(f"models.<name>.family: expected 'llada' or 'dream', got {family!r}")
-    cfg = LLaDAConfig(
-        d_model=arch["d_model"],
-        n_layers=arch["n_layers"],
-        n_heads=arch["n_heads"],
-        n_kv_heads=arch.get("n_kv_heads", arch["n_heads"]),
-        mlp_hidden_size=arch.get("mlp_hidden_size", 4 * arch["d_model"]),
-        max_sequence_length=arch.get("max_sequence_length", 64),
-        rope_theta=arch.get("rope_theta", 10000.0),
-        vocab_size=vocab_size,
-        mask_token_id=mask_id,
-        causal=kind == "ar",
-    )
-    return LLaDAModelLM(cfg)
+    common = {"vocab_size": vocab_size, "mask_token_id": mask_id, "causal": kind == "ar"}
+    values = {**_arch_with_defaults(arch), "rope_theta": arch.get("rope_theta", 10000.0)}
+    if family == "dream":
+        names = DREAM_ARCH_NAMES
+        return DreamModel(DreamConfig(**{names.get(k, k): v for k, v in values.items()}, **common))
+    return LLaDAModelLM(LLaDAConfig(**values, **common))
 
 
-def build_dream(arch: dict, kind: str, vocab_size: int, mask_id: int) -> DreamModel:
-    """A dream-family (Qwen2-style: GQA, q/k/v biases, untied head) model from the family-neutral
-    `arch` keys: d_model → hidden_size, n_layers → num_hidden_layers, n_heads →
-    num_attention_heads, n_kv_heads → num_key_value_heads, mlp_hidden_size → intermediate_size,
-    max_sequence_length → max_position_embeddings."""
-    cfg = DreamConfig(
-        hidden_size=arch["d_model"],
-        num_hidden_layers=arch["n_layers"],
-        num_attention_heads=arch["n_heads"],
-        num_key_value_heads=arch.get("n_kv_heads", arch["n_heads"]),
-        intermediate_size=arch.get("mlp_hidden_size", 4 * arch["d_model"]),
-        max_position_embeddings=arch.get("max_sequence_length", 64),
-        rope_theta=arch.get("rope_theta", 10000.0),
-        vocab_size=vocab_size,
-        mask_token_id=mask_id,
-        causal=kind == "ar",
-    )
-    return DreamModel(cfg)
+#: family-neutral `arch` key -> DreamConfig (Qwen2-style: GQA, q/k/v biases, untied head) field
+DREAM_ARCH_NAMES = {
+    "d_model": "hidden_size",
+    "n_layers": "num_hidden_layers",
+    "n_heads": "num_attention_heads",
+    "n_kv_heads": "num_key_value_heads",
+    "mlp_hidden_size": "intermediate_size",
+    "max_sequence_length": "max_position_embeddings",
+}
+
+
+def _arch_with_defaults(arch: dict) -> dict:
+    """The shape keys of `models.<name>.arch` with their defaults filled in."""
+    return {
+        "d_model": arch["d_model"],
+        "n_layers": arch["n_layers"],
+        "n_heads": arch["n_heads"],
+        "n_kv_heads": arch.get("n_kv_heads", arch["n_heads"]),
+        "mlp_hidden_size": arch.get("mlp_hidden_size", 4 * arch["d_model"]),
+        "max_sequence_length": arch.get("max_sequence_length", 64),
+    }
 
 
 def max_length(model) -> int:
