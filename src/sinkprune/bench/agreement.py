@@ -105,9 +105,9 @@ SETTINGS = (
     Setting("stop r4 z2 cap64, acc+acc_norm", stop(64, rnd=4, stop_on="both")),
 )
 
-#: The fast estimator of config/fast_estimator.yaml: the cheapest setting of the table whose
-#: agreement is at least the standard protocol's (set from a full `make bench`). The embedded
-#: default (config/config.yaml) uses "stop r8 z2 cap32", cheaper, to fit its 30-minute budget.
+#: The fast estimator of config/fast_estimator.yaml and the embedded default (config/config.yaml):
+#: the cheapest setting of the table whose agreement is at least the standard protocol's (set
+#: from a full `make bench`).
 FAST = next(s for s in SETTINGS if s.name == "stop r4 z2 cap64")
 
 

@@ -156,7 +156,7 @@ def run_check(
     dtype: torch.dtype = torch.bfloat16,
     n_samples: int = 2,
     steps: int = 10,
-    chunk_size: int = 256,
+    chunk_size: int = 64,  # config/paper.yaml attention.chunk_size
     n_requests: int = 20,
     mc_num: int = 128,
     mc_batch: int = 32,
