@@ -47,7 +47,7 @@ test-cluster: setup
 	bash .test/slurm/test.sh
 
 bench: setup
-	$(BIN)/python -m sinkprune.bench --out results/bench
+	$(BIN)/python -m sinkprune.bench --out results/bench --jobs 2
 
 # on a machine with one GPU (not part of `make bench`): an 8B-shaped model, stage by stage
 bench-gpu: setup

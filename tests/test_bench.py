@@ -73,3 +73,20 @@ def test_quick_benchmark(name):
         assert chunked["bytes"] < naive["bytes"]
     else:
         assert all(r["identical_masks"] for r in result["rows"])
+
+
+def test_main_runs_benchmarks_in_parallel_workers(tmp_path):
+    """`make bench` runs `--jobs 2`: every benchmark's JSON and bench.md come back from the
+    spawned workers, and a bad --jobs is refused."""
+    from sinkprune.bench import main
+
+    main(["--quick", "--jobs", "2", "--only", "wanda_select", "attention_memory",
+          "--out", str(tmp_path)])  # fmt: skip
+    assert {p.name for p in tmp_path.glob("*.json")} == {
+        "wanda_select.json",
+        "attention_memory.json",
+    }
+    md = (tmp_path / "bench.md").read_text()
+    assert "## Wanda" in md and "## Attention-mass" in md
+    with pytest.raises(SystemExit, match="--jobs"):
+        main(["--quick", "--jobs", "0", "--out", str(tmp_path)])

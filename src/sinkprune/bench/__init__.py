@@ -32,6 +32,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 EXCLUDED = {"gpu_check"}
+#: Rough quiet 2-core seconds of each benchmark (`wall_seconds` in its JSON): --jobs starts the
+#: longest first so that the others fill the remaining cores.
+EXPECTED_SECONDS = {"agreement": 600, "sparsegpt_solve": 170, "attention_memory": 125}
 
 
 def bench_names() -> list[str]:
@@ -73,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--out", default="results/bench", help="output folder")
     p.add_argument("--only", nargs="*", default=None, help="benchmark names (default: all)")
     p.add_argument("--quick", action="store_true", help="shrunk shapes (tests only)")
+    p.add_argument("--jobs", type=int, default=1, help="benchmarks run at once (1 core each)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # one log line per benchmark: the stages they run would otherwise print hundreds of bars
@@ -81,11 +85,44 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = sorted(set(names) - set(bench_names()))
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; known: {bench_names()}")
+    if a.jobs < 1:
+        raise SystemExit(f"--jobs must be >= 1, got {a.jobs}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        log.info("benchmark %s ...", name)
-        result = run_one(name, quick=a.quick)
-        (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-        log.info("%s: %s (%.1f s)", name, result["headline"], result["wall_seconds"])
+    if a.jobs == 1:
+        for name in names:
+            _run_and_write(name, a.quick, out)
+    else:
+        run_parallel(names, a.quick, out, a.jobs)
     print(write_markdown(out))
+
+
+def _run_and_write(name: str, quick: bool, out: Path) -> str:
+    log.info("benchmark %s ...", name)
+    result = run_one(name, quick=quick)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    log.info("%s: %s (%.1f s)", name, result["headline"], result["wall_seconds"])
+    return name
+
+
+def run_parallel(names: Sequence[str], quick: bool, out: Path, jobs: int) -> None:
+    """Run the benchmarks in `jobs` worker processes (spawned: torch is not forked), the longest
+    first. Every benchmark measures its ratios inside one process with 1 torch thread, both arms
+    interleaved, so a neighbour on the other core slows both arms alike."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    order = sorted(names, key=lambda n: -EXPECTED_SECONDS.get(n, 0))
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
+        futures = {pool.submit(_run_and_write, n, quick, out): n for n in order}
+        for fut in as_completed(futures):
+            fut.result()  # a failed benchmark fails `make bench`
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one core per worker
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("TQDM_DISABLE", "1")
