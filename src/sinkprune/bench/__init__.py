@@ -97,12 +97,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(write_markdown(out))
 
 
-def _run_and_write(name: str, quick: bool, out: Path) -> str:
+def _run_and_write(name: str, quick: bool, out: Path) -> None:
     log.info("benchmark %s ...", name)
     result = run_one(name, quick=quick)
     (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     log.info("%s: %s (%.1f s)", name, result["headline"], result["wall_seconds"])
-    return name
 
 
 def run_parallel(names: Sequence[str], quick: bool, out: Path, jobs: int) -> None:
@@ -115,7 +114,7 @@ def run_parallel(names: Sequence[str], quick: bool, out: Path, jobs: int) -> Non
     order = sorted(names, key=lambda n: -EXPECTED_SECONDS.get(n, 0))
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
-        futures = {pool.submit(_run_and_write, n, quick, out): n for n in order}
+        futures = [pool.submit(_run_and_write, n, quick, out) for n in order]
         for fut in as_completed(futures):
             fut.result()  # a failed benchmark fails `make bench`
 
@@ -123,6 +122,5 @@ def run_parallel(names: Sequence[str], quick: bool, out: Path, jobs: int) -> Non
 def _worker_init() -> None:
     import torch
 
-    torch.set_num_threads(1)  # one core per worker
+    torch.set_num_threads(1)  # one core per worker; TQDM_DISABLE comes with main's environment
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    os.environ.setdefault("TQDM_DISABLE", "1")
